@@ -37,5 +37,5 @@ pub use manifest::{Manifest, ShardEntry};
 pub use partition::{partition, PartitionMode};
 pub use reader::ShardReader;
 pub use record::{OwnedRecord, Record};
-pub use verify::{check_shard, verify_dataset, Problem, VerifyReport};
+pub use verify::{check_shard, verify_dataset, verify_dataset_with_progress, Problem, VerifyReport};
 pub use writer::ShardFileWriter;

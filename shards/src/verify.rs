@@ -104,6 +104,11 @@ pub fn verify_shard_file(path: &Path) -> Result<ShardEntry> {
 /// Checks a dataset directory: the manifest, every shard it names against its entry, and shard
 /// files the manifest does not name.
 pub fn verify_dataset(dir: &Path) -> VerifyReport {
+    verify_dataset_with_progress(dir, |_, _| {})
+}
+
+/// `verify_dataset`, calling `progress(shard_file, shard_bytes)` after each shard (for long runs).
+pub fn verify_dataset_with_progress(dir: &Path, mut progress: impl FnMut(&str, u64)) -> VerifyReport {
     let mut report = VerifyReport::default();
     let manifest = match Manifest::load(dir) {
         Ok(m) => m,
@@ -115,6 +120,7 @@ pub fn verify_dataset(dir: &Path) -> VerifyReport {
     for want in &manifest.shards {
         let path = dir.join(&want.file);
         let (got, problems) = check_shard(&path);
+        progress(&want.file, want.bytes);
         report.shards += 1;
         report.problems.extend(problems);
         let Some(got) = got else { continue };
