@@ -121,8 +121,12 @@ pub fn encode_header() -> [u8; HEADER_LEN as usize] {
 
 /// Checks magic, version and checksum of a file header; returns the minor version.
 pub fn check_header(path: &Path, h: &[u8]) -> Result<u16> {
-    if h.len() < HEADER_LEN as usize || h[0..8] != FILE_MAGIC {
+    let n = h.len().min(FILE_MAGIC.len());
+    if h[..n] != FILE_MAGIC[..n] {
         return Err(Error::BadMagic { path: path.into() });
+    }
+    if h.len() < HEADER_LEN as usize {
+        return Err(corrupt(path, format!("file of {} bytes is truncated inside the header", h.len())));
     }
     let (major, minor) = (u16_at(h, 8), u16_at(h, 10));
     if major != VERSION_MAJOR {

@@ -87,6 +87,10 @@ impl Manifest {
                 return Err(bad(format!("shard file name {:?} is not a plain file name", s.file)));
             }
         }
+        // Sorted and unique: a name listed twice would duplicate its records.
+        if let Some(w) = m.shards.windows(2).find(|w| w[0].file >= w[1].file) {
+            return Err(bad(format!("shards are not sorted by file name, or listed twice: {:?}, {:?}", w[0].file, w[1].file)));
+        }
         let (records, bytes, payload) = m.sums();
         if (records, bytes, payload) != (m.records, m.bytes, m.payload_bytes) {
             return Err(bad("dataset totals do not match the sum over shards".into()));

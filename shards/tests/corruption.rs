@@ -204,3 +204,27 @@ fn consistent_checksums_with_hostile_offsets_and_lengths() {
         assert!(r.record(1).is_ok(), "the other records stay readable");
     }
 }
+
+#[test]
+fn hostile_manifests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |i: u64| OwnedRecord { id: i, key: "k".into(), label: None, width: 0, height: 0, content_type: silt_shards::ContentType::Unknown, bytes: vec![] };
+    let (w, _) = silt_shards::DatasetWriter::open(dir.path(), silt_shards::DatasetWriterOptions { max_records_per_shard: Some(1), ..Default::default() }).unwrap();
+    let mut sw = w.shard_writer();
+    sw.append(&rec(0).as_record()).unwrap();
+    sw.append(&rec(1).as_record()).unwrap();
+    sw.finish().unwrap();
+    let good = std::fs::read_to_string(dir.path().join("manifest.json")).unwrap();
+    for (what, text) in [
+        ("a path outside the directory", good.replace("\"shard-000001.silt\"", "\"../etc/passwd\"")),
+        ("a shard listed twice", good.replace("\"shard-000001.silt\"", "\"shard-000000.silt\"")),
+        ("wrong totals", good.replacen("\"records\": 2", "\"records\": 3", 1)),
+        ("a future version", good.replacen("\"version\": 1", "\"version\": 9", 1)),
+        ("not JSON", "{\"format\": ".to_string()),
+    ] {
+        std::fs::write(dir.path().join("manifest.json"), &text).unwrap();
+        let e = silt_shards::Manifest::load(dir.path()).expect_err(what);
+        assert!(matches!(e, Error::Manifest { .. }), "{what}: {e}");
+        assert!(e.to_string().contains("manifest.json"), "{what}: {e}");
+    }
+}
