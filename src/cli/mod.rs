@@ -1,0 +1,53 @@
+//! Command-line interface: one file per verb, each with a `run(&self, out)` that writes its
+//! report to `out` and returns the process exit code.
+
+mod doctor;
+mod progress;
+mod shards;
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "silt", version, about = "Self-supervised visual representations from uncurated image collections",
+          long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect, verify, list and partition silt shard datasets.
+    Shards(shards::ShardsArgs),
+    /// Check the environment: libtorch (CPU/CUDA), faiss, and the shard format version.
+    Doctor(doctor::DoctorArgs),
+    /// Ingest a folder, an ImageNet-zip or a YFCC100M list into shards; re-run to resume.
+    Ingest(ingest::IngestArgs),
+}
+
+impl Command {
+    pub fn run(&self, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Shards(a) => a.run(out),
+            Command::Doctor(a) => a.run(out),
+            Command::Ingest(a) => a.run(out),
+        }
+    }
+}
+
+/// Log lines go to stderr through tracing; RUST_LOG wins over -v.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
