@@ -26,8 +26,6 @@ pub enum Command {
     Shards(shards::ShardsArgs),
     /// Check the environment: libtorch (CPU/CUDA), faiss, and the shard format version.
     Doctor(doctor::DoctorArgs),
-    /// Ingest a folder, an ImageNet-zip or a YFCC100M list into shards; re-run to resume.
-    Ingest(ingest::IngestArgs),
 }
 
 impl Command {
@@ -35,7 +33,6 @@ impl Command {
         match self {
             Command::Shards(a) => a.run(out),
             Command::Doctor(a) => a.run(out),
-            Command::Ingest(a) => a.run(out),
         }
     }
 }
