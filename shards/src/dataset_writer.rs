@@ -129,6 +129,29 @@ impl DatasetWriter {
         self.shared.dir.join(format!("{}-{seq:06}.{SHARD_EXTENSION}", self.shared.opts.prefix))
     }
 
+    /// Adds a finished shard file from elsewhere (another dataset) under this dataset's next
+    /// name: hard link (or copy) to a temporary name, fsync, check it against `expected`, rename,
+    /// then list it in the manifest.
+    pub fn add_existing_shard(&self, src: &Path, expected: &ShardEntry) -> Result<ShardEntry> {
+        let path = self.next_path();
+        let tmp = crate::writer::temp_path_for(&path);
+        let _ = std::fs::remove_file(&tmp);
+        if std::fs::hard_link(src, &tmp).is_err() {
+            std::fs::copy(src, &tmp).map_err(|e| Error::io(src, e))?;
+        }
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+        let mut entry = verify_shard_file(&tmp)?;
+        if (entry.records, entry.bytes, entry.crc32c) != (expected.records, expected.bytes, expected.crc32c) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::Corrupt { path: src.into(), what: "file does not match its manifest entry".into() });
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        crate::writer::sync_parent_dir(&path)?;
+        entry.file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.publish(entry.clone())?;
+        Ok(entry)
+    }
+
     fn publish(&self, entry: ShardEntry) -> Result<()> {
         let mut st = self.state();
         st.manifest.add_shard(entry);

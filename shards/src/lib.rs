@@ -23,6 +23,7 @@ pub mod dataset_writer;
 pub mod error;
 pub mod format;
 pub mod manifest;
+pub mod merge;
 pub mod partition;
 pub mod reader;
 pub mod record;
@@ -34,6 +35,7 @@ pub use dataset_writer::{DatasetWriter, DatasetWriterOptions, Recovery, ShardWri
 pub use error::{Error, Result};
 pub use format::ContentType;
 pub use manifest::{Manifest, ShardEntry};
+pub use merge::{merge_datasets, MergeReport};
 pub use partition::{partition, PartitionMode};
 pub use reader::ShardReader;
 pub use record::{OwnedRecord, Record};

@@ -32,6 +32,9 @@ pub enum ShardsCommand {
     Cat(CatArgs),
     /// Which shards each rank reads for a given world size.
     Partition(PartitionArgs),
+    /// Combine part datasets (e.g. from `silt ingest --part i/n`) into one new dataset; shard
+    /// files are hard-linked (copied across file systems). Refuses overlapping record ids.
+    Merge(MergeArgs),
     /// Clean up after a crashed writer: remove temporary files, add complete shards missing from
     /// the manifest, set aside shards that fail verification.
     Repair(RepairArgs),
@@ -113,6 +116,16 @@ pub struct PartitionArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The new dataset directory (must not hold shards yet).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Part dataset directories, in the order their records should come.
+    #[arg(required = true)]
+    pub parts: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct RepairArgs {
     /// Dataset directory.
     pub dir: PathBuf,
@@ -127,6 +140,7 @@ impl ShardsArgs {
             ShardsCommand::Ls(a) => ls(a, out),
             ShardsCommand::Cat(a) => cat(a, out),
             ShardsCommand::Partition(a) => partition(a, out),
+            ShardsCommand::Merge(a) => merge(a, out),
             ShardsCommand::Repair(a) => repair(a, out),
         }
     }
@@ -346,6 +360,12 @@ fn partition(a: &PartitionArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode>
             writeln!(out, "rank {rank}/{}: {} shards, {records} records: {range}", a.world, shards.len())?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge(a: &MergeArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let r = silt_shards::merge_datasets(&a.out, &a.parts)?;
+    writeln!(out, "merged {} parts: {} shards, {} records into {}", r.parts, r.shards, r.records, a.out.display())?;
     Ok(ExitCode::SUCCESS)
 }
 
