@@ -124,3 +124,26 @@ fn repair_cleans_up_after_a_crashed_writer() {
     assert_eq!(silt_shards::Manifest::load(dir.path()).unwrap(), m);
     assert!(silt(&["shards", "verify", d]).status.success());
 }
+
+#[test]
+fn merge_combines_parts_and_refuses_a_second_merge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, out) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("merged"));
+    make_dataset(&a);
+    // Part b: same layout, ids shifted so they do not collide with part a's.
+    let (w, _) = DatasetWriter::open(&b, DatasetWriterOptions::default()).unwrap();
+    w.update_manifest(|m| m.classes = Some((0..5).map(|c| format!("c{c}")).collect())).unwrap();
+    let mut sw = w.shard_writer();
+    for i in 0..7u64 {
+        let rec = Record { id: 1000 + i, key: "b", label: Some(0), width: 1, height: 1, content_type: ContentType::RawU8, bytes: &[1] };
+        sw.append(&rec).unwrap();
+    }
+    sw.finish().unwrap();
+    let (a, b, out) = (a.to_str().unwrap(), b.to_str().unwrap(), out.to_str().unwrap());
+    let merged = silt(&["shards", "merge", "--out", out, a, b]);
+    assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+    assert!(stdout(&merged).contains("merged 2 parts: 4 shards, 32 records"), "{}", stdout(&merged));
+    assert!(silt(&["shards", "verify", out]).status.success());
+    let again = silt(&["shards", "merge", "--out", out, a, b]);
+    assert_eq!(again.status.code(), Some(2));
+}
