@@ -27,7 +27,7 @@ pub fn merge_datasets(out: &Path, parts: &[PathBuf]) -> Result<MergeReport> {
             return Err(bad(format!("{} has a different class list than the other parts", p.display())));
         }
     }
-    check_ids_disjoint(parts, &manifests).map_err(|what| bad(what))?;
+    check_ids_disjoint(parts, &manifests).map_err(bad)?;
 
     let (writer, _) = DatasetWriter::open(out, Default::default())?;
     if !writer.manifest().shards.is_empty() {

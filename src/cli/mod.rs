@@ -2,6 +2,7 @@
 //! report to `out` and returns the process exit code.
 
 mod doctor;
+mod ingest;
 mod progress;
 mod shards;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Shards(shards::ShardsArgs),
     /// Check the environment: libtorch (CPU/CUDA), faiss, and the shard format version.
     Doctor(doctor::DoctorArgs),
+    /// Ingest a folder, an ImageNet-zip or a YFCC100M list into shards; re-run to resume.
+    Ingest(ingest::IngestArgs),
 }
 
 impl Command {
@@ -33,6 +36,7 @@ impl Command {
         match self {
             Command::Shards(a) => a.run(out),
             Command::Doctor(a) => a.run(out),
+            Command::Ingest(a) => a.run(out),
         }
     }
 }
