@@ -162,6 +162,11 @@ pub struct CommonArgs {
     /// Threads for validation and re-encoding [default: the number of cores].
     #[arg(long)]
     pub cpu_threads: Option<usize>,
+    /// After the ingest, publish the dataset to this object store URL (s3://bucket/prefix with
+    /// the AWS_* variables, file:///dir/): shards by multipart upload, manifest.json last.
+    /// Re-running skips shards already uploaded.
+    #[arg(long)]
+    pub upload: Option<String>,
     /// Print the final summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -229,16 +234,27 @@ impl IngestArgs {
             return Ok(ExitCode::SUCCESS);
         }
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
-        let (summary, json) = runtime.block_on(async {
+        let (summary, upload, json) = runtime.block_on(async {
             let (source, common) = self.build()?;
             let opts = common.options()?;
             let summary = crate::pipeline::run(source, &opts).await?;
-            Ok::<_, anyhow::Error>((summary, common.json))
+            let upload = match &common.upload {
+                Some(url) => Some(crate::upload::upload_dataset(&opts.out, url).await?),
+                None => None,
+            };
+            Ok::<_, anyhow::Error>((summary, upload, common.json))
         })?;
         if json {
-            writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+            let mut v = serde_json::to_value(&summary)?;
+            if let Some(u) = &upload {
+                v["upload"] = serde_json::to_value(u)?;
+            }
+            writeln!(out, "{v}")?;
         } else {
             writeln!(out, "{}", summary.human())?;
+            if let Some(u) = &upload {
+                writeln!(out, "uploaded {} shards ({} bytes) to {}; {} were there already", u.shards_uploaded, u.bytes_uploaded, u.url, u.shards_already_there)?;
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

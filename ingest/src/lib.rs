@@ -10,6 +10,7 @@
 //!   -> ShardWriter (silt-shards, several threads)                         pipeline.rs
 //! bad items -> quarantine.jsonl, duplicates -> duplicates.jsonl           quarantine.rs
 //! re-running the same command resumes from shards + logs                  resume.rs
+//! --upload URL: shards (multipart), logs, then manifest.json to an object store  upload.rs
 //! ```
 //!
 //! The record id of an item is its position in the source's listing order, so ids do not depend
@@ -30,6 +31,7 @@ pub mod source;
 pub mod store;
 pub mod summary;
 pub mod transform;
+pub mod upload;
 pub mod validate;
 
 pub use error::{Error, Result};
