@@ -5,4 +5,5 @@
 //! The shard format lives in `silt-shards`.
 
 pub mod cli;
+pub mod cluster;
 pub mod doctor;

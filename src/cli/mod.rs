@@ -1,6 +1,7 @@
 //! Command-line interface: one file per verb, each with a `run(&self, out)` that writes its
 //! report to `out` and returns the process exit code.
 
+mod cluster;
 mod doctor;
 mod ingest;
 mod progress;
@@ -27,6 +28,8 @@ pub enum Command {
     Shards(shards::ShardsArgs),
     /// Check the environment: libtorch (CPU/CUDA), faiss, and the shard format version.
     Doctor(doctor::DoctorArgs),
+    /// PCA-whiten and k-means (flat or hierarchical) a feature file; `cluster metrics` scores labels.
+    Cluster(cluster::ClusterArgs),
     /// Ingest a folder, an ImageNet-zip or a YFCC100M list into shards; re-run to resume.
     Ingest(ingest::IngestArgs),
 }
@@ -36,6 +39,7 @@ impl Command {
         match self {
             Command::Shards(a) => a.run(out),
             Command::Doctor(a) => a.run(out),
+            Command::Cluster(a) => a.run(out),
             Command::Ingest(a) => a.run(out),
         }
     }
