@@ -4,6 +4,7 @@
 mod cluster;
 mod doctor;
 mod ingest;
+mod loader;
 mod progress;
 mod shards;
 
@@ -32,6 +33,8 @@ pub enum Command {
     Cluster(cluster::ClusterArgs),
     /// Ingest a folder, an ImageNet-zip or a YFCC100M list into shards; re-run to resume.
     Ingest(ingest::IngestArgs),
+    /// Benchmark the data loader and draw grids of augmented views.
+    Loader(loader::LoaderArgs),
 }
 
 impl Command {
@@ -41,6 +44,7 @@ impl Command {
             Command::Doctor(a) => a.run(out),
             Command::Cluster(a) => a.run(out),
             Command::Ingest(a) => a.run(out),
+            Command::Loader(a) => a.run(out),
         }
     }
 }

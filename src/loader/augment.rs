@@ -1,0 +1,327 @@
+//! Augmentations with torchvision's semantics.
+//!
+//! Geometry follows `torchvision.transforms` exactly (RandomResizedCrop's 10 tries then the
+//! centre fallback; Resize(shorter side) + CenterCrop). Colour ops follow the tensor path of
+//! `torchvision.transforms.functional` on uint8 images: float32 arithmetic, truncation back to
+//! uint8, grey = 0.2989 R + 0.587 G + 0.114 B; hue through HSV; Gaussian blur with reflect
+//! padding and rounding. All randomness comes through [`Draws`], so a test can replay the
+//! numbers torchvision would draw.
+
+use super::decode::{Rect, RgbImage};
+use super::rng::Draws;
+use fast_image_resize::{images::ImageRef, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AugmentError {
+    #[error("resize: {0}")]
+    Resize(String),
+}
+
+/// A crop box in full-size pixels: top `i`, left `j`, height `h`, width `w` (torchvision order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CropBox {
+    pub i: u32,
+    pub j: u32,
+    pub h: u32,
+    pub w: u32,
+}
+
+impl CropBox {
+    pub fn rect(&self) -> Rect {
+        Rect { x: self.j as f64, y: self.i as f64, w: self.w as f64, h: self.h as f64 }
+    }
+}
+
+/// `RandomResizedCrop.get_params(img, scale, ratio)` for an image of `width` x `height`.
+pub fn random_resized_crop_params(width: u32, height: u32, scale: (f64, f64), ratio: (f64, f64), d: &mut dyn Draws) -> CropBox {
+    let area = width as f64 * height as f64;
+    // torch.log(torch.tensor(ratio)) is float32.
+    let log_ratio = ((ratio.0 as f32).ln() as f64, (ratio.1 as f32).ln() as f64);
+    for _ in 0..10 {
+        let target_area = area * d.uniform(scale.0, scale.1);
+        let aspect = (d.uniform(log_ratio.0, log_ratio.1) as f32).exp() as f64;
+        let w = round_half_even((target_area * aspect).sqrt());
+        let h = round_half_even((target_area / aspect).sqrt());
+        if 0.0 < w && w <= width as f64 && 0.0 < h && h <= height as f64 {
+            let (w, h) = (w as u32, h as u32);
+            let i = d.randint((height - h + 1) as u64) as u32;
+            let j = d.randint((width - w + 1) as u64) as u32;
+            return CropBox { i, j, h, w };
+        }
+    }
+    // Fallback to central crop.
+    let in_ratio = width as f64 / height as f64;
+    let (min_r, max_r) = (ratio.0.min(ratio.1), ratio.0.max(ratio.1));
+    let (w, h) = if in_ratio < min_r {
+        (width, round_half_even(width as f64 / min_r) as u32)
+    } else if in_ratio > max_r {
+        (round_half_even(height as f64 * max_r) as u32, height)
+    } else {
+        (width, height)
+    };
+    CropBox { i: (height - h.min(height)) / 2, j: (width - w.min(width)) / 2, h, w }
+}
+
+/// Python's `round` (ties to even).
+fn round_half_even(x: f64) -> f64 {
+    x.round_ties_even()
+}
+
+/// `Resize(resize)` (shorter side) then `CenterCrop(crop)`, as the region of the full image it
+/// keeps, in full-size pixels (fractional: the crop happens after the resize).
+pub fn resize_center_crop_rect(width: u32, height: u32, resize: u32, crop: u32) -> Rect {
+    let (short, long) = if width <= height { (width, height) } else { (height, width) };
+    let new_long = (resize as u64 * long as u64 / short.max(1) as u64) as u32;
+    let (nw, nh) = if width <= height { (resize, new_long) } else { (new_long, resize) };
+    let top = round_half_even((nh as f64 - crop as f64) / 2.0);
+    let left = round_half_even((nw as f64 - crop as f64) / 2.0);
+    let (sx, sy) = (nw as f64 / width as f64, nh as f64 / height as f64);
+    Rect { x: left / sx, y: top / sy, w: crop as f64 / sx, h: crop as f64 / sy }
+}
+
+/// Resizes `rect` of `src` to `out_w` x `out_h` (bilinear with antialiasing, like PIL).
+pub fn resize_region(resizer: &mut Resizer, src: &RgbImage, rect: &Rect, out_w: u32, out_h: u32, out: &mut [u8]) -> Result<(), AugmentError> {
+    let err = |e: &dyn std::fmt::Display| AugmentError::Resize(e.to_string());
+    let src_view = ImageRef::new(src.width, src.height, &src.pixels, PixelType::U8x3).map_err(|e| err(&e))?;
+    let mut dst = fast_image_resize::images::Image::from_slice_u8(out_w, out_h, out, PixelType::U8x3).map_err(|e| err(&e))?;
+    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(rect.x, rect.y, rect.w, rect.h);
+    resizer.resize(&src_view, &mut dst, &opts).map_err(|e| err(&e))
+}
+
+/// Mirrors an HWC RGB image left-right in place.
+pub fn hflip(px: &mut [u8], w: usize, h: usize) {
+    for row in px.chunks_exact_mut(w * 3).take(h) {
+        for x in 0..w / 2 {
+            for c in 0..3 {
+                row.swap(3 * x + c, 3 * (w - 1 - x) + c);
+            }
+        }
+    }
+}
+
+/// Rotates a square HWC RGB image counter-clockwise by `k` quarter turns (RotNet's 0/90/180/270,
+/// `np.flipud(np.transpose(img, (1,0,2)))` for 90).
+pub fn rotate90(src: &[u8], side: usize, k: u8, out: &mut [u8]) {
+    for y in 0..side {
+        for x in 0..side {
+            // Output (y, x) takes input (sy, sx).
+            let (sy, sx) = match k % 4 {
+                0 => (y, x),
+                1 => (x, side - 1 - y),
+                2 => (side - 1 - y, side - 1 - x),
+                _ => (side - 1 - x, y),
+            };
+            let (o, s) = (3 * (y * side + x), 3 * (sy * side + sx));
+            out[o..o + 3].copy_from_slice(&src[s..s + 3]);
+        }
+    }
+}
+
+#[inline]
+fn gray_f(r: u8, g: u8, b: u8) -> f32 {
+    0.2989f32 * r as f32 + 0.587f32 * g as f32 + 0.114f32 * b as f32
+}
+
+/// torchvision `rgb_to_grayscale(img, 3)` on uint8 (truncating), in place.
+pub fn grayscale(px: &mut [u8]) {
+    for p in px.chunks_exact_mut(3) {
+        let l = gray_f(p[0], p[1], p[2]) as u8;
+        p.fill(l);
+    }
+}
+
+#[inline]
+fn blend(a: u8, b: f32, ratio: f32) -> u8 {
+    (ratio * a as f32 + (1.0 - ratio) * b).clamp(0.0, 255.0) as u8
+}
+
+pub fn adjust_brightness(px: &mut [u8], f: f32) {
+    let lut: Vec<u8> = (0..=255u8).map(|v| blend(v, 0.0, f)).collect();
+    for v in px.iter_mut() {
+        *v = lut[*v as usize];
+    }
+}
+
+pub fn adjust_contrast(px: &mut [u8], f: f32) {
+    let n = (px.len() / 3).max(1);
+    let sum: f64 = px.chunks_exact(3).map(|p| (gray_f(p[0], p[1], p[2]) as u8) as f64).sum();
+    let mean = (sum / n as f64) as f32;
+    let lut: Vec<u8> = (0..=255u8).map(|v| blend(v, mean, f)).collect();
+    for v in px.iter_mut() {
+        *v = lut[*v as usize];
+    }
+}
+
+pub fn adjust_saturation(px: &mut [u8], f: f32) {
+    for p in px.chunks_exact_mut(3) {
+        let l = (gray_f(p[0], p[1], p[2]) as u8) as f32;
+        for c in p.iter_mut() {
+            *c = blend(*c, l, f);
+        }
+    }
+}
+
+/// torchvision `adjust_hue` (tensor path): RGB -> HSV in float32, h = (h + f) mod 1, back,
+/// then `* 255.999` truncated.
+pub fn adjust_hue(px: &mut [u8], f: f32) {
+    for p in px.chunks_exact_mut(3) {
+        let (r, g, b) = (p[0] as f32 / 255.0, p[1] as f32 / 255.0, p[2] as f32 / 255.0);
+        let maxc = r.max(g).max(b);
+        let minc = r.min(g).min(b);
+        let eqc = maxc == minc;
+        let cr = maxc - minc;
+        let s = cr / if eqc { 1.0 } else { maxc };
+        let div = if eqc { 1.0 } else { cr };
+        let (rc, gc, bc) = ((maxc - r) / div, (maxc - g) / div, (maxc - b) / div);
+        let h = if maxc == r {
+            bc - gc
+        } else if maxc == g {
+            2.0 + rc - bc
+        } else {
+            4.0 + gc - rc
+        };
+        let h = (h / 6.0 + 1.0) % 1.0;
+        let h = (h + f).rem_euclid(1.0);
+        let v = maxc;
+        let i6 = (h * 6.0).floor();
+        let fr = h * 6.0 - i6;
+        let p_ = (v * (1.0 - s)).clamp(0.0, 1.0);
+        let q = (v * (1.0 - s * fr)).clamp(0.0, 1.0);
+        let t = (v * (1.0 - s * (1.0 - fr))).clamp(0.0, 1.0);
+        let (ro, go, bo) = match (i6 as i32).rem_euclid(6) {
+            0 => (v, t, p_),
+            1 => (q, v, p_),
+            2 => (p_, v, t),
+            3 => (p_, q, v),
+            4 => (t, p_, v),
+            _ => (v, p_, q),
+        };
+        p[0] = (ro * 255.999) as u8;
+        p[1] = (go * 255.999) as u8;
+        p[2] = (bo * 255.999) as u8;
+    }
+}
+
+/// ColorJitter strengths (torchvision's arguments; 0 = off).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColorJitter {
+    pub brightness: f64,
+    pub contrast: f64,
+    pub saturation: f64,
+    pub hue: f64,
+}
+
+/// One draw of `ColorJitter.get_params`: the order (a permutation of 0..4 = b, c, s, h) and
+/// the factors (None = op off).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JitterParams {
+    pub order: [u8; 4],
+    pub factors: [Option<f32>; 4],
+}
+
+impl ColorJitter {
+    pub fn sample(&self, d: &mut dyn Draws) -> JitterParams {
+        // torch.randperm(4), then one uniform per enabled op in b, c, s, h order.
+        let mut order = [0u8, 1, 2, 3];
+        for i in (1..4).rev() {
+            let j = d.randint(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        let range = |s: f64| if s > 0.0 { Some(((1.0 - s).max(0.0), 1.0 + s)) } else { None };
+        let ranges = [range(self.brightness), range(self.contrast), range(self.saturation), if self.hue > 0.0 { Some((-self.hue, self.hue)) } else { None }];
+        let mut factors = [None; 4];
+        for (k, r) in ranges.iter().enumerate() {
+            if let Some((lo, hi)) = r {
+                factors[k] = Some(d.uniform(*lo, *hi) as f32);
+            }
+        }
+        JitterParams { order, factors }
+    }
+}
+
+impl JitterParams {
+    pub fn apply(&self, px: &mut [u8]) {
+        for &op in &self.order {
+            match (op, self.factors[op as usize]) {
+                (0, Some(f)) => adjust_brightness(px, f),
+                (1, Some(f)) => adjust_contrast(px, f),
+                (2, Some(f)) => adjust_saturation(px, f),
+                (3, Some(f)) => adjust_hue(px, f),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// torchvision's 1-D Gaussian kernel (`_get_gaussian_kernel1d`).
+pub fn gaussian_kernel(size: usize, sigma: f32) -> Vec<f32> {
+    let half = (size as f32 - 1.0) * 0.5;
+    let step = if size > 1 { 2.0 * half / (size as f32 - 1.0) } else { 0.0 };
+    let pdf: Vec<f32> = (0..size).map(|k| (-half + k as f32 * step) / sigma).map(|x| (-0.5 * x * x).exp()).collect();
+    let sum: f32 = pdf.iter().sum();
+    pdf.into_iter().map(|p| p / sum).collect()
+}
+
+#[inline]
+fn reflect(i: isize, n: isize) -> usize {
+    let mut i = i;
+    if n == 1 {
+        return 0;
+    }
+    while i < 0 || i >= n {
+        if i < 0 {
+            i = -i;
+        }
+        if i >= n {
+            i = 2 * (n - 1) - i;
+        }
+    }
+    i as usize
+}
+
+/// `gaussian_blur(img, [k, k], [sigma, sigma])`: separable, reflect padding, rounded to uint8.
+/// Both passes are written as whole-row multiply-adds so the compiler vectorises them.
+pub fn gaussian_blur(px: &mut [u8], w: usize, h: usize, ksize: usize, sigma: f32) {
+    let k = gaussian_kernel(ksize, sigma);
+    let r = ksize / 2;
+    let row_len = w * 3;
+    // Horizontal pass into `tmp` (f32), through a reflect-padded copy of each row.
+    let mut padded = vec![0f32; (w + 2 * r) * 3];
+    let mut tmp = vec![0f32; w * h * 3];
+    for y in 0..h {
+        let row = &px[y * row_len..(y + 1) * row_len];
+        for (p, chunk) in padded.chunks_exact_mut(3).enumerate() {
+            let sx = reflect(p as isize - r as isize, w as isize);
+            for c in 0..3 {
+                chunk[c] = row[3 * sx + c] as f32;
+            }
+        }
+        let out = &mut tmp[y * row_len..(y + 1) * row_len];
+        for (t, &kv) in k.iter().enumerate() {
+            let src = &padded[3 * t..3 * t + row_len];
+            for (o, s) in out.iter_mut().zip(src) {
+                *o += kv * s;
+            }
+        }
+    }
+    // Vertical pass: each output row is a weighted sum of (reflected) rows of `tmp`.
+    let mut acc = vec![0f32; row_len];
+    for y in 0..h {
+        acc.fill(0.0);
+        for (t, &kv) in k.iter().enumerate() {
+            let sy = reflect(y as isize + t as isize - r as isize, h as isize);
+            for (a, s) in acc.iter_mut().zip(&tmp[sy * row_len..(sy + 1) * row_len]) {
+                *a += kv * s;
+            }
+        }
+        for (o, a) in px[y * row_len..(y + 1) * row_len].iter_mut().zip(&acc) {
+            *o = a.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+/// Kernel size SimCLR uses: 10% of the side, made odd.
+pub fn blur_kernel_for(side: u32) -> usize {
+    let k = (side as f64 * 0.1) as usize;
+    if k % 2 == 0 { k + 1 } else { k }.max(3)
+}
