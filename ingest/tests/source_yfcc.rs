@@ -183,10 +183,12 @@ fn s3_server_killed_mid_ingest_then_resumed_loses_nothing() {
     let args: Vec<String> = ["yfcc", "--list", p(&list), "--source", "s3://yfcc/", "--key-template", "{download_url}"]
         .iter()
         .chain(&["--out", p(out.path()), "--check", "full", "--shard-records", "8", "--fetch-concurrency", "1"])
-        .chain(&["--cpu-threads", "1", "--retries", "1", "--timeout", "5", "--max-consecutive-failures", "5", "--quiet"])
+        .chain(&["--cpu-threads", "1", "--quiet"])
         .map(|s| s.to_string())
         .collect();
-    let mut child = Command::new(bin()).args(&args).envs(envs.iter().map(|(k, v)| (k, v))).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // The first run gives up quickly once the server is gone.
+    let fail_fast = ["--retries", "1", "--timeout", "5", "--max-consecutive-failures", "5"];
+    let mut child = Command::new(bin()).args(&args).args(fail_fast).envs(envs.iter().map(|(k, v)| (k, v))).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let shards = || {
         std::fs::read(out.path().join("manifest.json"))
             .ok()
@@ -204,12 +206,40 @@ fn s3_server_killed_mid_ingest_then_resumed_loses_nothing() {
     assert!(!res.status.success(), "the run must stop when the store is gone");
     assert!(stderr.contains("source looks unavailable"), "{stderr}");
 
+    // A freshly restarted SeaweedFS answers 500 InternalError for a moment while its volume
+    // server comes back; resume once it serves objects again (as an operator would), and with
+    // the default retry policy.
     let envs = start_s3(port, dir.path(), false);
+    wait_until_serving(&envs, "data/images");
     let res = Command::new(bin()).args(&args).arg("--json").envs(envs.iter().map(|(k, v)| (k, v))).output().unwrap();
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
     assert!(summary["resumed_items"].as_u64().unwrap() >= 16, "{summary}");
     check_dirty(&summary, out.path());
+}
+
+/// Polls (signed GETs with curl) until the server returns an object under `prefix` of the
+/// bucket `yfcc`, for at most 60 s.
+fn wait_until_serving(envs: &[(String, String)], prefix: &str) {
+    let var = |k: &str| envs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let key = std::fs::read_to_string(data_dir().join("yfcc/keys.txt"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .expect("a key under the prefix")
+        .to_string();
+    let url = format!("{}/yfcc/{key}", var("AWS_ENDPOINT_URL"));
+    let sigv4 = format!("aws:amz:{}:s3", var("AWS_REGION"));
+    let user = format!("{}:{}", var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok = Command::new("curl").args(["-sf", "-o", "/dev/null", "--aws-sigv4", &sigv4, "--user", &user, &url]).status().is_ok_and(|s| s.success());
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the restarted S3 server does not serve {url}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Stops the S3 server a test started, whatever happens in the test.
