@@ -85,7 +85,7 @@ impl ShardFileWriter {
         if rec.label == Some(NO_LABEL) {
             return Err(invalid("label i64::MIN is reserved for 'no label'"));
         }
-        let mut h = RecordHeader {
+        let h = RecordHeader {
             crc: 0,
             id: rec.id,
             label: rec.label.unwrap_or(NO_LABEL),
@@ -97,15 +97,17 @@ impl ShardFileWriter {
         };
         let slot = h.record_len().ok_or_else(|| invalid("record too large"))?;
         let pad = (slot - RECORD_HEADER_LEN - h.payload_len - h.key_len as u64) as usize;
-        let header = format::encode_record_header(&h);
+        // The CRC covers everything after its own 4 bytes: header rest, payload, key, padding.
+        let mut header = format::encode_record_header(&h);
         let mut crc = crc32c::crc32c(&header[4..]);
         crc = crc32c::crc32c_append(crc, rec.bytes);
         crc = crc32c::crc32c_append(crc, rec.key.as_bytes());
-        h.crc = crc32c::crc32c_append(crc, &ZEROS[..pad]);
+        crc = crc32c::crc32c_append(crc, &ZEROS[..pad]);
+        header[0..4].copy_from_slice(&crc.to_le_bytes());
 
         self.index.extend_from_slice(&self.offset.to_le_bytes());
         self.index.extend_from_slice(&slot.to_le_bytes());
-        self.write(&format::encode_record_header(&h))?;
+        self.write(&header)?;
         self.write(rec.bytes)?;
         self.write(rec.key.as_bytes())?;
         self.write(&ZEROS[..pad])?;
