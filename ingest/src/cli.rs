@@ -3,7 +3,7 @@
 
 use crate::fetch::RetryPolicy;
 use crate::pipeline::{Options, Part};
-use crate::source::{FolderSource, Source, TarSource, YfccSource, ZipSource, IMAGE_EXTENSIONS};
+use crate::source::{FolderSource, IdxSource, Source, TarSource, YfccSource, ZipSource, IMAGE_EXTENSIONS};
 use crate::transform::TransformOptions;
 use crate::validate::{CheckLevel, ValidateOptions};
 use anyhow::Context;
@@ -30,6 +30,8 @@ pub enum SourceArgs {
     Yfcc(YfccArgs),
     /// WebDataset tar shards: one item per sample's image, label from its `.cls` member.
     Tar(TarArgs),
+    /// IDX files (MNIST, Fashion-MNIST): one grayscale PNG per image, labels from the labels file.
+    Idx(IdxArgs),
     /// Combine the finished output directories of `--part i/n` runs into one dataset.
     Merge(MergeArgs),
 }
@@ -100,6 +102,27 @@ pub struct TarArgs {
     pub common: CommonArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct IdxArgs {
+    /// IDX images file (magic 2051: u8, N x rows x cols), e.g. train-images-idx3-ubyte; a name
+    /// ending in .gz is decompressed (into memory, at most 4 GiB).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// IDX labels file (magic 2049: u8, N), e.g. train-labels-idx1-ubyte[.gz]; must hold as
+    /// many labels as there are images. Without it the records are unlabelled.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Class names, one per line (line i names label i), written to the manifest; every label
+    /// must have one. Without it the manifest names no classes and labels are not checked.
+    #[arg(long)]
+    pub classes: Option<PathBuf>,
+    /// Take only the first N images [default: all].
+    #[arg(long)]
+    pub limit: Option<u64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
 fn default_extensions() -> Vec<String> {
     IMAGE_EXTENSIONS.iter().map(|s| s.to_string()).collect()
 }
@@ -145,8 +168,17 @@ pub struct CommonArgs {
     /// Ingest only part i of n (items whose listing index is i modulo n); ids stay global.
     #[arg(long, default_value = "0/1", value_parser = clap::value_parser!(Part))]
     pub part: Part,
-    /// Keep exact duplicates instead of skipping them.
-    #[arg(long)]
+    /// Duplicate detection: `exact` skips items whose bytes equal an earlier record's (BLAKE3);
+    /// `perceptual` also skips near-duplicates (resized, re-encoded copies): a 64-bit pHash
+    /// within --phash-threshold bits of an earlier record's; `none` keeps everything.
+    #[arg(long, value_enum, default_value_t = DedupMode::Exact)]
+    pub dedup: DedupMode,
+    /// With --dedup perceptual: at most this many of the 64 pHash bits may differ (0-16).
+    #[arg(long, default_value_t = crate::phash::DEFAULT_THRESHOLD,
+          value_parser = clap::value_parser!(u32).range(0..=crate::phash::MAX_THRESHOLD as i64))]
+    pub phash_threshold: u32,
+    /// Same as --dedup none (kept for older scripts).
+    #[arg(long, conflicts_with = "dedup")]
     pub no_dedup: bool,
     /// Stop (to resume later) when this many fetches in a row fail after their retries: the
     /// store is down. Items that failed to download are retried by the next run.
@@ -173,6 +205,16 @@ pub struct CommonArgs {
     /// No progress bar or progress log lines.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DedupMode {
+    /// Keep every item.
+    None,
+    /// Skip items whose bytes equal an earlier record's.
+    Exact,
+    /// Also skip items whose pHash is within --phash-threshold bits of an earlier record's.
+    Perceptual,
 }
 
 impl std::fmt::Display for Part {
@@ -203,7 +245,8 @@ impl CommonArgs {
             writers: self.writers.max(1),
             deterministic: self.deterministic,
             part: self.part,
-            dedup: !self.no_dedup,
+            dedup: !self.no_dedup && self.dedup != DedupMode::None,
+            perceptual: (!self.no_dedup && self.dedup == DedupMode::Perceptual).then_some(self.phash_threshold),
             progress: !self.quiet,
             max_consecutive_failures: self.max_consecutive_failures,
             transform: self.resize_shorter.map(|n| TransformOptions { resize_shorter: n.max(1), quality: self.quality }),
@@ -222,6 +265,10 @@ impl IngestArgs {
                 (Arc::new(TarSource::new(a.files.clone(), a.extensions.clone(), a.common.max_bytes)?), &a.common)
             }
             SourceArgs::Yfcc(a) => (Arc::new(YfccSource::new(&a.list, &a.source, &a.key_template)?), &a.common),
+            SourceArgs::Idx(a) => (
+                Arc::new(IdxSource::open(&a.images, a.labels.as_deref(), a.classes.as_deref(), a.limit)?),
+                &a.common,
+            ),
             SourceArgs::Merge(_) => anyhow::bail!("merge is not a source"),
         })
     }

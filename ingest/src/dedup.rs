@@ -1,5 +1,6 @@
 //! Exact-duplicate detection by content hash (BLAKE3: fast, and collision-resistant, so a
-//! hostile input cannot make a different image vanish as a "duplicate").
+//! hostile input cannot make a different image vanish as a "duplicate"). Near-duplicates
+//! (`--dedup perceptual`) are `phash.rs`.
 
 use std::collections::HashMap;
 
@@ -26,6 +27,16 @@ impl Dedup {
                 None
             }
         }
+    }
+
+    /// The record holding `hash`, if one does.
+    pub fn find(&self, hash: &Hash) -> Option<u64> {
+        self.seen.get(hash).copied()
+    }
+
+    /// Records `id` as the holder of `hash` (the first holder stays).
+    pub fn insert(&mut self, hash: Hash, id: u64) {
+        self.seen.entry(hash).or_insert(id);
     }
 
     pub fn len(&self) -> usize {

@@ -17,6 +17,9 @@ pub enum Error {
     BadList { path: PathBuf, line: u64, what: String },
     #[error("object store {url}: {source}")]
     Store { url: String, source: object_store::Error },
+    /// An IDX file (MNIST) or its classes file is malformed.
+    #[error("{path}: {problem}", path = path.display())]
+    Idx { path: PathBuf, problem: crate::source::idx::IdxError },
     #[error("{0}")]
     Usage(String),
     /// The output directory holds a dataset made by a different command; resuming into it would

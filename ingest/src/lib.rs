@@ -2,11 +2,12 @@
 //! without letting bad input stop the job.
 //!
 //! ```text
-//! Source::items()  (folder | zip | yfcc | tar)   an async stream of `Item`s in listing order
+//! Source::items()  (folder | zip | yfcc | tar | idx)  an async stream of `Item`s in listing order
 //!   -> fetch       (concurrent, retried, timed out)                       fetch.rs
 //!   -> validate    (header, or full decode; pixel limit)                  validate.rs
 //!   -> transform   (optional: resize shorter side + JPEG re-encode)       transform.rs
 //!   -> dedup       (BLAKE3 of the bytes, first listed copy wins)          dedup.rs
+//!                  (--dedup perceptual: pHash within a threshold)         phash.rs
 //!   -> ShardWriter (silt-shards, several threads)                         pipeline.rs
 //! bad items -> quarantine.jsonl, duplicates -> duplicates.jsonl           quarantine.rs
 //! re-running the same command resumes from shards + logs                  resume.rs
@@ -23,6 +24,7 @@ pub mod fetch;
 pub mod item;
 pub mod merge;
 pub mod npy;
+pub mod phash;
 pub mod pipeline;
 pub mod progress;
 pub mod quarantine;

@@ -4,7 +4,7 @@
 //! source.items()  --(part / resume filter)-->  process: fetch (bounded by --fetch-concurrency,
 //!   retries) then validate + hash on the blocking pool (bounded by the cores)
 //!   --(buffered: results come back in listing order, at most `window` in flight)-->
-//!   dedup + quarantine log (one task, in listing order)
+//!   dedup (exact, then perceptual) + quarantine log (one task, in listing order)
 //!   --(bounded channels)--> N shard-writer threads
 //! ```
 //!
@@ -16,6 +16,7 @@ use crate::dedup;
 use crate::error::{Error, Result};
 use crate::fetch::{fetch_with_retries, RetryPolicy};
 use crate::item::{Item, Payload};
+use crate::phash::{self, PerceptualIndex, PhashEntry, PHASH_FILE};
 use crate::progress::Progress;
 use crate::quarantine::{self, DuplicateEntry, JsonlLog, QuarantineEntry, Reason, Rejection, DUPLICATES_FILE, QUARANTINE_FILE};
 use crate::resume::ResumeState;
@@ -79,7 +80,10 @@ pub struct Options {
     /// One writer, records in listing order: shard bytes identical across runs and resumes.
     pub deterministic: bool,
     pub part: Part,
+    /// Exact dedup (BLAKE3 of the bytes).
     pub dedup: bool,
+    /// Perceptual dedup too: pHashes within this many bits of a kept record's are duplicates.
+    pub perceptual: Option<u32>,
     pub progress: bool,
     /// Stop the run when this many fetches in a row fail after their retries.
     pub max_consecutive_failures: u64,
@@ -106,6 +110,7 @@ impl Default for Options {
             deterministic: false,
             part: Part::WHOLE,
             dedup: true,
+            perceptual: None,
             progress: true,
             max_consecutive_failures: 100,
             transform: None,
@@ -126,6 +131,9 @@ impl Options {
             "dedup": self.dedup,
             "deterministic": self.deterministic,
         });
+        if let Some(t) = self.perceptual {
+            r["perceptual_threshold"] = t.into();
+        }
         if let Some(t) = self.transform {
             r["resize_shorter"] = t.resize_shorter.into();
             r["quality"] = t.quality.into();
@@ -156,7 +164,8 @@ struct Packed {
 }
 
 enum Outcome {
-    Accepted(Packed, dedup::Hash),
+    /// With the content hash, and the pHash when perceptual dedup is on and the image decodes.
+    Accepted(Packed, dedup::Hash, Option<u64>),
     Rejected { index: u64, key: String, rejection: Rejection },
 }
 
@@ -170,6 +179,7 @@ struct Ctx {
     validate: ValidateOptions,
     transform: Option<TransformOptions>,
     max_bytes: u64,
+    perceptual: bool,
 }
 
 /// Runs the whole ingest of `source` into `opts.out`, resuming whatever an earlier run of the
@@ -191,18 +201,25 @@ pub async fn run(source: Arc<dyn Source>, opts: &Options) -> Result<Summary> {
     let recipe = opts.recipe(source.as_ref());
     claim_dataset(&dataset, &recipe, source.classes())?;
 
-    let (out, dedup_on) = (opts.out.clone(), opts.dedup);
-    let resume = tokio::task::spawn_blocking(move || ResumeState::load(&out, dedup_on))
+    let (out, dedup_on, perceptual, max_pixels) = (opts.out.clone(), opts.dedup, opts.perceptual, opts.validate.max_pixels);
+    let resume = tokio::task::spawn_blocking(move || ResumeState::load(&out, dedup_on, perceptual, max_pixels))
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
     if !resume.done.is_empty() {
         tracing::info!(done = resume.done.len(), records = resume.published_records, "resuming");
     }
-    let ResumeState { done, dedup: mut dedup_state, .. } = resume;
+    let ResumeState { done, dedup: mut dedup_state, perceptual: mut perceptual_index, .. } = resume;
+    if let (Some(t), None) = (opts.perceptual, &perceptual_index) {
+        perceptual_index = Some(PerceptualIndex::new(t));
+    }
     let done = Arc::new(done);
 
     let mut quarantine_log = JsonlLog::open_append(opts.out.join(QUARANTINE_FILE))?;
     let mut duplicate_log = JsonlLog::open_append(opts.out.join(DUPLICATES_FILE))?;
+    let mut phash_log = match opts.perceptual {
+        Some(_) => Some(JsonlLog::open_append(opts.out.join(PHASH_FILE))?),
+        None => None,
+    };
 
     let total = source.len_hint().map(|n| n.div_ceil(opts.part.count));
     let progress = Progress::start(total, opts.progress);
@@ -220,6 +237,7 @@ pub async fn run(source: Arc<dyn Source>, opts: &Options) -> Result<Summary> {
         validate: opts.validate,
         transform: opts.transform,
         max_bytes: opts.max_bytes,
+        perceptual: opts.perceptual.is_some(),
     });
     let window = 2 * (opts.fetch_concurrency + opts.cpu_threads).max(2);
     let part = opts.part;
@@ -268,13 +286,30 @@ pub async fn run(source: Arc<dyn Source>, opts: &Options) -> Result<Summary> {
                 quarantine_log.append(&QuarantineEntry { index, key, reason: rejection.reason, detail: rejection.detail })?;
                 counters.quarantined.fetch_add(1, Ordering::Relaxed);
             }
-            Outcome::Accepted(packed, hash) => {
+            Outcome::Accepted(packed, hash, phash) => {
                 if opts.dedup {
-                    if let Some(of) = dedup_state.check(hash, packed.index) {
-                        duplicate_log.append(&DuplicateEntry { index: packed.index, key: packed.key, of })?;
+                    if let Some(of) = dedup_state.find(&hash) {
+                        duplicate_log.append(&DuplicateEntry { index: packed.index, key: packed.key, of, distance: None })?;
                         counters.duplicates.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
+                }
+                if let (Some(index), Some(ph)) = (perceptual_index.as_mut(), phash) {
+                    // Only records listed earlier count, as in an uninterrupted run.
+                    if let Some((of, d)) = index.find(ph, packed.index) {
+                        duplicate_log.append(&DuplicateEntry { index: packed.index, key: packed.key, of, distance: Some(d) })?;
+                        counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    index.insert(ph, packed.index);
+                    // Logged before the record goes to a writer: resume keeps the entries of
+                    // published records and drops the rest.
+                    if let Some(log) = phash_log.as_mut() {
+                        log.append(&PhashEntry::new(packed.index, ph))?;
+                    }
+                }
+                if opts.dedup {
+                    dedup_state.insert(hash, packed.index);
                 }
                 let n = packed.bytes.len() as u64;
                 if senders[next_writer].send(packed).await.is_err() {
@@ -299,6 +334,9 @@ pub async fn run(source: Arc<dyn Source>, opts: &Options) -> Result<Summary> {
     writer_result?;
     quarantine_log.sync()?;
     duplicate_log.sync()?;
+    if let Some(log) = &phash_log {
+        log.sync()?;
+    }
     dataset.update_manifest(|m| {
         m.params.insert("ingest_complete".into(), true.into());
     })?;
@@ -380,21 +418,26 @@ async fn process(item: Item, ctx: &Ctx) -> Result<Outcome> {
         }
     };
     let _cpu = ctx.cpu_permits.acquire().await.map_err(|e| Error::Task(e.to_string()))?;
-    let (vopts, topts) = (ctx.validate, ctx.transform);
+    let (vopts, topts, perceptual) = (ctx.validate, ctx.transform, ctx.perceptual);
     let key_for_check = key.clone();
     let checked = tokio::task::spawn_blocking(move || {
         let info = validate(&key_for_check, &bytes, &vopts)?;
         // Dedup hashes the input bytes, so re-encoding cannot hide or invent duplicates.
         let hash = dedup::hash(&bytes);
+        // An image that cannot be hashed (CMYK JPEG, damage past the header with --check
+        // header) is kept, with exact dedup only.
+        let ph = perceptual
+            .then(|| phash::phash(&bytes, info.content_type, vopts.max_pixels))
+            .and_then(|r| r.map_err(|e| tracing::debug!(key = key_for_check, error = e, "no perceptual hash")).ok());
         match topts.map(|t| transform(&bytes, &info, &t)).transpose()?.flatten() {
-            Some((resized, info)) => Ok::<_, Rejection>((Bytes::from(resized), info, hash)),
-            None => Ok((bytes, info, hash)),
+            Some((resized, info)) => Ok::<_, Rejection>((Bytes::from(resized), info, hash, ph)),
+            None => Ok((bytes, info, hash, ph)),
         }
     })
     .await
     .map_err(|e| Error::Task(format!("validation task: {e}")))?;
     match checked {
-        Ok((bytes, info, hash)) => Ok(Outcome::Accepted(Packed { index, key, label, info, bytes }, hash)),
+        Ok((bytes, info, hash, ph)) => Ok(Outcome::Accepted(Packed { index, key, label, info, bytes }, hash, ph)),
         Err(rejection) => reject(key, rejection),
     }
 }

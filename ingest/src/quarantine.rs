@@ -105,8 +105,12 @@ pub struct QuarantineEntry {
 pub struct DuplicateEntry {
     pub index: u64,
     pub key: String,
-    /// Index (record id) of the earlier item with the same bytes.
+    /// Index (record id) of the earlier item with the same bytes (or, with `distance`, the
+    /// perceptually closest earlier record).
     pub of: u64,
+    /// `--dedup perceptual`: pHash bits that differ from record `of` (absent for equal bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance: Option<u32>,
 }
 
 /// Appends entries to one JSONL file.

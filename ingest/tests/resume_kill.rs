@@ -51,6 +51,20 @@ fn run_and_kill(args: &[String], out: &Path, shards: usize) -> bool {
     }
 }
 
+/// duplicates.jsonl as sorted (index, of, distance).
+fn duplicates(out: &Path) -> Vec<(u64, u64, Option<u64>)> {
+    let text = std::fs::read_to_string(out.join("duplicates.jsonl")).unwrap_or_default();
+    let mut v: Vec<_> = text
+        .lines()
+        .map(|l| {
+            let j: serde_json::Value = serde_json::from_str(l).expect("duplicate line is JSON");
+            (j["index"].as_u64().unwrap(), j["of"].as_u64().unwrap(), j["distance"].as_u64())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 fn shard_files(out: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<_> = std::fs::read_dir(out)
         .unwrap()
@@ -87,6 +101,7 @@ fn kill_resume_compare(source: &[String], extra: &[&str], deterministic: bool) -
     }
     assert_eq!(contents(crashed.path()), contents(clean.path()), "same records: nothing lost, nothing duplicated");
     assert_eq!(quarantine(crashed.path()), quarantine(clean.path()));
+    assert_eq!(duplicates(crashed.path()), duplicates(clean.path()), "same duplicate entries");
     if deterministic {
         let (x, y) = (shard_files(crashed.path()), shard_files(clean.path()));
         assert_eq!(x.len(), y.len());
@@ -154,4 +169,59 @@ fn resuming_with_a_different_command_is_refused() {
     let res = ingest_output(&b);
     assert!(!res.status.success());
     assert!(String::from_utf8_lossy(&res.stderr).contains("different ingest command"), "{}", String::from_utf8_lossy(&res.stderr));
+}
+
+/// The IDX source (first 2000 MNIST training digits, 8 per shard) through kills and resumes.
+#[test]
+fn kill_and_resume_idx_source_gives_identical_shards() {
+    let mnist = data_dir().join("mnist");
+    let (i, l, c) = (mnist.join("train-images-idx3-ubyte"), mnist.join("train-labels-idx1-ubyte"), mnist.join("classes.txt"));
+    let source: Vec<String> =
+        ["idx", "--images", p(&i), "--labels", p(&l), "--classes", p(&c), "--limit", "2000"].iter().map(|s| s.to_string()).collect();
+    let s = kill_resume_compare(&source, &["--deterministic"], true);
+    assert_eq!(s["records"], 2000, "{s}");
+}
+
+/// The real photos with --dedup perceptual: the kept set and every duplicate entry (with its
+/// `of` and distance) equal an uninterrupted run's, with parallel writers.
+#[test]
+fn kill_and_resume_with_perceptual_dedup_keeps_the_same_records_and_duplicates() {
+    let photos = data_dir().join("photos");
+    let source: Vec<String> = ["folder", p(&photos)].iter().map(|s| s.to_string()).collect();
+    let s = kill_resume_compare(&source, &["--dedup", "perceptual", "--writers", "3"], false);
+    assert!(s["duplicates"].as_u64().unwrap() >= 10, "{s}");
+}
+
+/// A lost `phashes.jsonl` (say a machine crash ate it) is rebuilt from the published records.
+#[test]
+fn perceptual_resume_rebuilds_a_lost_phash_log_from_the_shards() {
+    let photos = data_dir().join("photos");
+    let source: Vec<String> = ["folder", p(&photos)].iter().map(|s| s.to_string()).collect();
+    let extra = ["--dedup", "perceptual", "--deterministic"];
+    let clean = tempfile::tempdir().unwrap();
+    let a = args(&source, clean.path(), &extra);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let clean_summary = ingest(&a);
+
+    let crashed = tempfile::tempdir().unwrap();
+    let b = args(&source, crashed.path(), &extra);
+    assert!(run_and_kill(&b, crashed.path(), 20), "the kill should land mid-run");
+    let log = crashed.path().join("phashes.jsonl");
+    let logged = std::fs::read_to_string(&log).unwrap().lines().count();
+    assert!(logged >= 20 * 8, "{logged} pHashes logged");
+    std::fs::remove_file(&log).unwrap();
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    let resumed = ingest(&b);
+    assert!(resumed["resumed_items"].as_u64().unwrap() >= 160, "{resumed}");
+    assert_eq!(contents(crashed.path()), contents(clean.path()));
+    assert_eq!(duplicates(crashed.path()), duplicates(clean.path()));
+    assert_eq!(shard_files(crashed.path()), shard_files(clean.path()));
+    assert_eq!(resumed["duplicates"], clean_summary["duplicates"]);
+    // The rebuilt log holds one pHash per record, equal to the uninterrupted run's.
+    let read = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_to_string(d.join("phashes.jsonl")).unwrap().lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(read(crashed.path()), read(clean.path()));
 }

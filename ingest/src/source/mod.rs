@@ -2,6 +2,7 @@
 //! order; the pipeline fetches, checks and packs them.
 
 pub mod folder;
+pub mod idx;
 pub mod tar;
 pub mod yfcc;
 pub mod zip;
@@ -11,6 +12,7 @@ use crate::item::Item;
 use futures::stream::BoxStream;
 
 pub use folder::FolderSource;
+pub use idx::IdxSource;
 pub use tar::TarSource;
 pub use yfcc::YfccSource;
 pub use zip::ZipSource;
@@ -19,7 +21,7 @@ pub use zip::ZipSource;
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
 
 pub trait Source: Send + Sync {
-    /// Short name for logs and the manifest: "folder", "zip", "yfcc", "tar".
+    /// Short name for logs and the manifest: "folder", "zip", "yfcc", "tar", "idx".
     fn kind(&self) -> &'static str;
 
     /// The source's identity (paths, URL, list), recorded in the manifest. A resumed run must
