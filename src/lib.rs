@@ -7,4 +7,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod doctor;
+pub mod eval;
 pub mod loader;
+pub mod model;
+pub mod report;

@@ -6,6 +6,7 @@ mod doctor;
 mod ingest;
 mod loader;
 mod progress;
+mod report;
 mod shards;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Benchmark the data loader and draw grids of augmented views.
     Loader(loader::LoaderArgs),
+    /// Draw a run's metrics.jsonl as PNG plots (loss, lr, NMI, kNN, cluster sizes) in RUN_DIR/report/.
+    Report(report::ReportArgs),
 }
 
 impl Command {
@@ -45,6 +48,7 @@ impl Command {
             Command::Cluster(a) => a.run(out),
             Command::Ingest(a) => a.run(out),
             Command::Loader(a) => a.run(out),
+            Command::Report(a) => a.run(out),
         }
     }
 }
