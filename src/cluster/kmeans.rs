@@ -127,7 +127,9 @@ pub fn faiss_kmeans(x: &[f32], d: usize, cfg: &KMeansConfig) -> Result<KMeansRes
     let mut params = ClusteringParameters::new();
     params.set_niter(cfg.niter as u32);
     params.set_nredo(cfg.nredo.max(1) as u32);
-    params.set_seed(cfg.seed as u32);
+    // faiss keeps the seed in a C `int`: a value past i32::MAX turns negative, which faiss reads
+    // as "seed from the clock" (a different clustering every run). Fold it into 0..i32::MAX.
+    params.set_seed(faiss_seed(cfg.seed));
     params.set_max_points_per_centroid(cfg.max_points_per_centroid.min(i32::MAX as usize) as u32);
     params.set_min_points_per_centroid(1);
     params.set_spherical(cfg.spherical);
@@ -142,6 +144,11 @@ pub fn faiss_kmeans(x: &[f32], d: usize, cfg: &KMeansConfig) -> Result<KMeansRes
     debug_assert_eq!(labels.len(), n);
     let inertia = distances.iter().map(|&v| v as f64).sum();
     Ok(KMeansResult { k: cfg.k, d, centroids, labels, distances, inertia, objective, splits })
+}
+
+/// `seed` folded into the non-negative range of faiss' `int` seed (identity below 2^31 − 1).
+pub fn faiss_seed(seed: u64) -> u32 {
+    (seed % i32::MAX as u64) as u32
 }
 
 /// Nearest centroid of every row by exact L2 search in faiss.
@@ -186,14 +193,14 @@ pub fn torch_kmeans(x: &[f32], d: usize, cfg: &KMeansConfig) -> Result<KMeansRes
     let max_train = k.saturating_mul(cfg.max_points_per_centroid.max(1));
     let train = if n > max_train {
         // faiss: the first k·max_points_per_centroid entries of rand_perm(n, seed), in that order.
-        let idx: Vec<i64> = faiss_rand_perm(n, cfg.seed as i64).into_iter().take(max_train).map(|r| r as i64).collect();
+        let idx: Vec<i64> = faiss_rand_perm(n, faiss_seed(cfg.seed) as i64).into_iter().take(max_train).map(|r| r as i64).collect();
         all.index_select(0, &Tensor::from_slice(&idx).to_device(dev))
     } else {
         all.shallow_clone()
     };
     let mut best: Option<(f64, Tensor, Vec<f64>, usize)> = None;
     for redo in 0..cfg.nredo.max(1) {
-        let seed = cfg.seed as i64 + 1 + redo as i64 * 15_486_557;
+        let seed = faiss_seed(cfg.seed) as i64 + 1 + redo as i64 * 15_486_557;
         let (centroids, objective, splits) = torch_lloyd(&train, cfg, seed)?;
         let (_, dist) = torch_assign(&train, &centroids, cfg.chunk_rows);
         let obj = dist.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
