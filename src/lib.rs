@@ -9,5 +9,7 @@ pub mod cluster;
 pub mod doctor;
 pub mod eval;
 pub mod loader;
+pub mod method;
 pub mod model;
 pub mod report;
+pub mod train;

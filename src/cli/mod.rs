@@ -1,13 +1,17 @@
 //! Command-line interface: one file per verb, each with a `run(&self, out)` that writes its
 //! report to `out` and returns the process exit code.
 
+mod bench;
 mod cluster;
 mod doctor;
+mod eval;
+mod export;
 mod ingest;
 mod loader;
 mod progress;
 mod report;
 mod shards;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -32,10 +36,20 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// PCA-whiten and k-means (flat or hierarchical) a feature file; `cluster metrics` scores labels.
     Cluster(cluster::ClusterArgs),
-    /// Ingest a folder, an ImageNet-zip or a YFCC100M list into shards; re-run to resume.
+    /// Ingest a folder, an ImageNet-zip, a YFCC100M list, tar shards or MNIST-style IDX files into
+    /// shards; re-run to resume.
     Ingest(ingest::IngestArgs),
     /// Benchmark the data loader and draw grids of augmented views.
     Loader(loader::LoaderArgs),
+    /// Train a network without labels: DeepCluster, RotNet or DeeperCluster. Resumes a run
+    /// directory that holds a checkpoint.
+    Train(train::TrainArgs),
+    /// Score a checkpoint's features on labelled shards: kNN or a linear probe.
+    Eval(eval::EvalArgs),
+    /// Write a checkpoint's trunk as torchvision-compatible safetensors.
+    Export(export::ExportArgs),
+    /// Micro-benchmarks: `bench step` times a training step of a network.
+    Bench(bench::BenchArgs),
     /// Draw a run's metrics.jsonl as PNG plots (loss, lr, NMI, kNN, cluster sizes) in RUN_DIR/report/.
     Report(report::ReportArgs),
 }
@@ -48,6 +62,10 @@ impl Command {
             Command::Cluster(a) => a.run(out),
             Command::Ingest(a) => a.run(out),
             Command::Loader(a) => a.run(out),
+            Command::Train(a) => a.run(out),
+            Command::Eval(a) => a.run(out),
+            Command::Export(a) => a.run(out),
+            Command::Bench(a) => a.run(out),
             Command::Report(a) => a.run(out),
         }
     }

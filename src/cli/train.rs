@@ -1,0 +1,196 @@
+//! `silt train`: one self-supervised run (DeepCluster, RotNet, DeeperCluster) on a shard
+//! dataset. Re-running with the same `--run-dir` resumes from its latest checkpoint.
+
+use crate::method::{defaults, METHODS};
+use crate::train::schedule::{LrSchedule, Schedule};
+use crate::train::{train, ClusteringConfig, TrainConfig};
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum ScheduleArg {
+    /// The method's own: RotNet's step table, constant for DeepCluster and DeeperCluster.
+    Auto,
+    Constant,
+    Cosine,
+    /// ×0.1 at each of --milestones.
+    Step,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training shards (a silt dataset directory, see `silt ingest`).
+    pub data: PathBuf,
+    /// deepcluster, rotnet or deepercluster.
+    #[arg(long, default_value = "deepcluster", value_parser = clap::builder::PossibleValuesParser::new(METHODS))]
+    pub method: String,
+    /// Run directory (metrics.jsonl, checkpoints/, pseudo_labels.tsv, report/). An existing one
+    /// with a checkpoint is resumed. Seeds call it --exp / --dump_path.
+    #[arg(long, alias = "exp", alias = "dump-path", default_value = "runs/silt")]
+    pub run_dir: PathBuf,
+    /// Network: alexnet (DeepCluster's, with BN), vgg16 (VGG16-BN), resnet18, resnet50, small (28-32 px).
+    #[arg(long, default_value = "alexnet")]
+    pub arch: String,
+    /// Fixed grayscale + Sobel filters in front of the network (DeepCluster, DeeperCluster).
+    #[arg(long)]
+    pub sobel: bool,
+    /// Side of the training crops in pixels (224 for photos, 28 for MNIST-like data).
+    #[arg(long, default_value_t = 224)]
+    pub crop: u32,
+    /// RandomResizedCrop's smallest area fraction.
+    #[arg(long, default_value_t = 0.08)]
+    pub min_scale: f64,
+    /// Use only the first N records (DeeperCluster's --size_dataset).
+    #[arg(long, alias = "size-dataset")]
+    pub limit: Option<u64>,
+    /// Labelled held-out shards: kNN accuracy and NMI after every epoch (and of the random init).
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// Use only the first N records of --eval-data.
+    #[arg(long)]
+    pub eval_limit: Option<u64>,
+    #[arg(long, default_value_t = 200)]
+    pub epochs: u64,
+    /// Images per step (default: the method's: DeepCluster 256, RotNet 192, DeeperCluster 48).
+    #[arg(long, alias = "batch")]
+    pub batch_size: Option<usize>,
+    /// Learning rate (default: DeepCluster 0.05, RotNet 0.01, DeeperCluster 0.1).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// SGD momentum (default 0.9).
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Weight decay (default: DeepCluster 1e-5, RotNet 5e-4, DeeperCluster 1e-5).
+    #[arg(long, alias = "wd")]
+    pub weight_decay: Option<f64>,
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Auto)]
+    pub schedule: ScheduleArg,
+    /// Epochs of linear warm-up.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_epochs: f64,
+    /// Epochs at which --schedule step multiplies the rate by 0.1.
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Vec<f64>,
+    /// Clusters (DeepCluster --nmb_cluster; DeeperCluster: total sub-classes over all super-classes).
+    #[arg(long, alias = "nmb-cluster", default_value_t = 10000)]
+    pub k: usize,
+    /// PCA dimension before k-means (DeepCluster 256; DeeperCluster uses 4096).
+    #[arg(long, default_value_t = 256)]
+    pub dim_pca: usize,
+    /// k-means iterations (DeepCluster 20; DeeperCluster 10).
+    #[arg(long, default_value_t = 20)]
+    pub niter: usize,
+    /// DeepCluster: samples per epoch = reassign × records.
+    #[arg(long, default_value_t = 1.0)]
+    pub reassign: f64,
+    /// DeeperCluster: super-classes (4 × super-clusters with --rotnet).
+    #[arg(long, default_value_t = 16)]
+    pub super_classes: usize,
+    /// DeeperCluster: re-cluster every N epochs.
+    #[arg(long, default_value_t = 3)]
+    pub reassignment: u64,
+    /// DeeperCluster: rotation in the super-class target (true by default; --rotnet false to turn off).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub rotnet: bool,
+    #[arg(long, default_value_t = 31)]
+    pub seed: u64,
+    /// Decode/augment threads.
+    #[arg(long, default_value_t = default_workers())]
+    pub workers: usize,
+    /// libtorch threads (0: libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Checkpoint every N steps as well as at every epoch end (0: epoch ends only).
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_every: u64,
+    /// Checkpoints kept in the run directory.
+    #[arg(long, default_value_t = 2)]
+    pub keep_checkpoints: usize,
+    /// Write a "step" metrics line every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: u64,
+    /// Stop (with a checkpoint) after N steps in total.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+impl TrainArgs {
+    pub fn config(&self) -> anyhow::Result<TrainConfig> {
+        let Some(d) = defaults(&self.method) else { bail!("unknown method {}", self.method) };
+        let lr = self.lr.unwrap_or(d.lr);
+        let schedule = match self.schedule {
+            ScheduleArg::Auto if self.method == "rotnet" => LrSchedule::rotnet_table(lr).schedule,
+            ScheduleArg::Auto | ScheduleArg::Constant => Schedule::Constant,
+            ScheduleArg::Cosine => Schedule::Cosine { epochs: self.epochs as f64, final_lr: 0.0 },
+            ScheduleArg::Step => Schedule::Step { milestones: self.milestones.clone(), gamma: 0.1 },
+        };
+        Ok(TrainConfig {
+            data: self.data.clone(),
+            limit: self.limit,
+            eval_data: self.eval_data.clone(),
+            eval_limit: self.eval_limit,
+            run_dir: self.run_dir.clone(),
+            method: self.method.clone(),
+            arch: self.arch.clone(),
+            sobel: self.sobel,
+            crop: self.crop,
+            min_scale: self.min_scale,
+            epochs: self.epochs,
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            lr,
+            momentum: self.momentum.unwrap_or(d.momentum),
+            weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
+            nesterov: d.nesterov,
+            schedule: LrSchedule { base: lr, schedule, warmup_epochs: self.warmup_epochs, warmup_start: 0.01 },
+            seed: self.seed,
+            workers: self.workers.max(1),
+            threads: self.threads,
+            checkpoint_every: self.checkpoint_every,
+            keep_checkpoints: self.keep_checkpoints,
+            log_every: self.log_every,
+            max_steps: self.max_steps,
+            clustering: ClusteringConfig {
+                k: self.k,
+                dim_pca: self.dim_pca,
+                niter: self.niter,
+                reassign: self.reassign,
+                super_classes: self.super_classes,
+                reassignment: self.reassignment,
+                rotnet: self.rotnet,
+            },
+        })
+    }
+
+    pub fn run(&self, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        let cfg = self.config()?;
+        let s = train(&cfg)?;
+        if self.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
+        } else {
+            writeln!(out, "{} run in {}", s.method, s.run_dir.display())?;
+            writeln!(out, "  epochs done   {}", s.epochs_done)?;
+            writeln!(out, "  steps         {}{}", s.steps, s.resumed_from_step.map_or(String::new(), |r| format!(" (resumed at step {r})")))?;
+            writeln!(out, "  time          {:.1} s, {:.0} images/s", s.seconds, s.images_per_second)?;
+            if let Some(l) = s.last_loss {
+                writeln!(out, "  last loss     {l:.4}")?;
+            }
+            if let Some(e) = &s.eval {
+                writeln!(out, "  kNN top-1     {:.4}   NMI (k-means on test features) {:.4}", e.knn_top1, e.nmi)?;
+            }
+            if let Some(c) = &s.checkpoint {
+                writeln!(out, "  checkpoint    {}", c.display())?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,120 @@
+//! Self-supervised methods on the common trainer. Each method is one file implementing
+//! [`Method`]: which views the loader makes, what happens at the start of an epoch (snapshot
+//! features, cluster, re-initialise heads, choose the sampler), the loss of one batch, and the
+//! state a checkpoint must carry. The trainer (`crate::train`) owns the trunk, its optimiser, the
+//! loader, checkpoints and logs.
+
+pub mod clustering;
+pub mod deepcluster;
+pub mod deepercluster;
+pub mod rotnet;
+
+use crate::loader::{Batch, Pipeline, SamplerKind};
+use crate::model::Network;
+use crate::train::config::TrainConfig;
+use crate::train::error::{Result, TrainError};
+use crate::train::features::ExtractOptions;
+use crate::train::metrics::MetricsLog;
+use silt_shards::Dataset;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tch::{Device, Tensor};
+
+pub const METHODS: &[&str] = &["deepcluster", "rotnet", "deepercluster"];
+
+/// What a method sees at the start of an epoch.
+pub struct EpochContext<'a> {
+    pub epoch: u64,
+    pub cfg: &'a TrainConfig,
+    pub trunk: &'a dyn Network,
+    pub ds: &'a Arc<Dataset>,
+    /// Records in use (the first `records` of the dataset).
+    pub records: u64,
+    pub extract: ExtractOptions,
+    pub log: &'a mut MetricsLog,
+}
+
+/// One batch's result.
+pub struct StepOutput {
+    pub loss: Tensor,
+    /// Accuracy of the method's own prediction task on this batch (pseudo-labels, rotations).
+    pub accuracy: Option<f64>,
+}
+
+/// Optimiser settings a method recommends (its upstream defaults); flags override them.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    pub batch_size: usize,
+}
+
+pub trait Method {
+    fn name(&self) -> &'static str;
+
+    /// The loader's training views.
+    fn pipeline(&self) -> Pipeline;
+
+    /// Called before each epoch. `restored` is true when the method's state for this epoch came
+    /// from a checkpoint (a resume mid-epoch): it must then not re-cluster or re-initialise.
+    /// Returns how this epoch's samples are drawn.
+    fn begin_epoch(&mut self, ctx: &mut EpochContext, restored: bool) -> Result<SamplerKind>;
+
+    /// The loss of one batch, trunk in training mode.
+    fn step(&mut self, trunk: &dyn Network, batch: &Batch, device: Device) -> Result<StepOutput>;
+
+    /// Zero the gradients of the method's own parameters (heads).
+    fn zero_grad(&mut self);
+    /// Update the method's own parameters with learning rate `lr`.
+    fn update(&mut self, lr: f64);
+
+    /// Tensors (heads, optimiser buffers, pseudo-labels) and small JSON state for a checkpoint.
+    fn state(&self) -> (Vec<(String, Tensor)>, serde_json::Value);
+    fn load_state(&mut self, tensors: &HashMap<String, Tensor>, json: &serde_json::Value) -> Result<()>;
+
+    /// Current pseudo-labels per record, if the method has them (exported as a plain file).
+    fn pseudo_labels(&self) -> Option<Vec<i64>> {
+        None
+    }
+}
+
+pub fn defaults(method: &str) -> Option<Defaults> {
+    Some(match method {
+        // DC main.py: lr 0.05, momentum 0.9, wd 1e-5, batch 256.
+        "deepcluster" => Defaults { lr: 0.05, momentum: 0.9, weight_decay: 1e-5, nesterov: false, batch_size: 256 },
+        // ROT config: nesterov momentum 0.9, wd 5e-4, lr 0.01 (the table's first row), 192 images.
+        "rotnet" => Defaults { lr: 0.01, momentum: 0.9, weight_decay: 5e-4, nesterov: true, batch_size: 192 },
+        // DRC main.sh: lr 0.1, wd 1e-5, momentum 0.9, batch 48 per process.
+        "deepercluster" => Defaults { lr: 0.1, momentum: 0.9, weight_decay: 1e-5, nesterov: false, batch_size: 48 },
+        _ => return None,
+    })
+}
+
+/// Builds the method named in `cfg`; `feature_dim` is the trunk's output width.
+pub fn build(cfg: &TrainConfig, feature_dim: i64, device: Device) -> Result<Box<dyn Method>> {
+    Ok(match cfg.method.as_str() {
+        "deepcluster" => Box::new(deepcluster::DeepCluster::new(cfg, feature_dim, device)),
+        "rotnet" => Box::new(rotnet::RotNet::new(cfg, feature_dim, device)),
+        "deepercluster" => Box::new(deepercluster::DeeperCluster::new(cfg, feature_dim, device)?),
+        other => return Err(TrainError::Config(format!("unknown method {other:?}; known: {}", METHODS.join(", ")))),
+    })
+}
+
+/// Looks up a saved tensor by name, with a clear error.
+pub(crate) fn saved<'a>(tensors: &'a HashMap<String, Tensor>, name: &str) -> Result<&'a Tensor> {
+    tensors.get(name).ok_or_else(|| TrainError::Config(format!("checkpoint lacks tensor {name:?}")))
+}
+
+/// Mean cross-entropy and top-1 accuracy of `logits` against `targets`.
+pub(crate) fn cross_entropy(logits: &Tensor, targets: &Tensor) -> (Tensor, f64) {
+    let loss = logits.cross_entropy_for_logits(targets);
+    let acc = tch::no_grad(|| logits.argmax(-1, false).eq_tensor(targets).to_kind(tch::Kind::Float).mean(tch::Kind::Float).double_value(&[]));
+    (loss, acc)
+}
+
+/// The crop sizes and scales of a training view, from the run configuration.
+pub(crate) fn train_view(cfg: &TrainConfig) -> crate::loader::ViewSpec {
+    crate::loader::ViewSpec::rrc(1, cfg.crop, (cfg.min_scale, 1.0))
+}

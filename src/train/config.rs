@@ -1,0 +1,63 @@
+//! Everything a training run is made of; saved into every checkpoint so that `--resume` and
+//! `silt eval` can rebuild the run from the checkpoint alone.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    /// Training shards (a silt dataset directory).
+    pub data: PathBuf,
+    /// Use only the first `limit` records of `data` (all when None).
+    pub limit: Option<u64>,
+    /// Held-out labelled shards for kNN / NMI evaluation after every epoch (optional).
+    pub eval_data: Option<PathBuf>,
+    pub eval_limit: Option<u64>,
+    /// Run directory: metrics.jsonl, config.json, checkpoints/, report/.
+    pub run_dir: PathBuf,
+    pub method: String,
+    pub arch: String,
+    pub sobel: bool,
+    /// Side of the training crops (224 for ImageNet-like data, 28 for MNIST).
+    pub crop: u32,
+    /// Lower bound of RandomResizedCrop's area scale.
+    pub min_scale: f64,
+    pub epochs: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    pub schedule: super::schedule::LrSchedule,
+    pub seed: u64,
+    /// Decode/augment threads.
+    pub workers: usize,
+    /// Torch intra-op threads (0 = libtorch's default).
+    pub threads: usize,
+    /// Checkpoint every this many steps (and at every epoch end); 0 = epoch ends only.
+    pub checkpoint_every: u64,
+    pub keep_checkpoints: usize,
+    pub log_every: u64,
+    /// Stop after this many steps in total (tests use it to stop mid-epoch); None = run all epochs.
+    pub max_steps: Option<u64>,
+    /// Method-specific settings.
+    pub clustering: ClusteringConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusteringConfig {
+    /// Number of clusters (DeepCluster k; DeeperCluster: total sub-classes).
+    pub k: usize,
+    /// PCA output dimension before k-means (DeepCluster 256; DeeperCluster 4096).
+    pub dim_pca: usize,
+    /// k-means iterations (DeepCluster 20, DeeperCluster 10).
+    pub niter: usize,
+    /// DeepCluster: samples per epoch = reassign × records.
+    pub reassign: f64,
+    /// DeeperCluster: number of super-classes (with rotation: 4 × super-clusters).
+    pub super_classes: usize,
+    /// DeeperCluster: re-cluster every this many epochs.
+    pub reassignment: u64,
+    /// DeeperCluster: rotation as part of the super-class target.
+    pub rotnet: bool,
+}

@@ -1,0 +1,113 @@
+//! SGD with momentum, weight decay and Nesterov, with PyTorch's exact update rule — written
+//! here rather than taken from tch because the momentum buffers must go into checkpoints (tch's
+//! optimiser keeps them inside libtorch where they cannot be saved) for resumption to be exact.
+//!
+//! PyTorch `torch.optim.SGD` (dampening 0): g = ∇ + wd·p; first step b = g, then b = m·b + g;
+//! g = g + m·b (Nesterov) or g = b; p -= lr·g.
+
+use tch::Tensor;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdConfig {
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+}
+
+impl SgdConfig {
+    pub fn new(momentum: f64, weight_decay: f64, nesterov: bool) -> Self {
+        SgdConfig { momentum, weight_decay, nesterov }
+    }
+}
+
+/// One parameter group: named tensors updated with one learning rate.
+#[derive(Debug)]
+pub struct Sgd {
+    pub cfg: SgdConfig,
+    names: Vec<String>,
+    params: Vec<Tensor>,
+    buffers: Vec<Option<Tensor>>,
+}
+
+impl Sgd {
+    /// Takes the parameters that require a gradient (frozen ones, e.g. the Sobel filters, are
+    /// left out), sorted by name so that the state is laid out the same on every run.
+    pub fn new(named: impl IntoIterator<Item = (String, Tensor)>, cfg: SgdConfig) -> Self {
+        let mut named: Vec<(String, Tensor)> = named.into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let buffers = named.iter().map(|_| None).collect();
+        let (names, params) = named.into_iter().unzip();
+        Sgd { cfg, names, params, buffers }
+    }
+
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.detach_();
+                let _ = g.zero_();
+            }
+        }
+    }
+
+    /// One update with learning rate `lr`. Parameters without a gradient are skipped, as PyTorch
+    /// skips them.
+    pub fn step(&mut self, lr: f64) {
+        let SgdConfig { momentum, weight_decay, nesterov } = self.cfg;
+        tch::no_grad(|| {
+            for (p, buf) in self.params.iter_mut().zip(self.buffers.iter_mut()) {
+                let grad = p.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                let mut g = if weight_decay != 0.0 { &grad + &*p * weight_decay } else { grad.copy() };
+                if momentum != 0.0 {
+                    let b = match buf.take() {
+                        None => g.copy(),
+                        Some(mut b) => {
+                            let _ = b.g_mul_scalar_(momentum);
+                            let _ = b.g_add_(&g);
+                            b
+                        }
+                    };
+                    g = if nesterov { &g + &b * momentum } else { b.copy() };
+                    *buf = Some(b);
+                }
+                let _ = p.g_sub_(&(g * lr));
+            }
+        });
+    }
+
+    /// Momentum buffers as (name, tensor) under `prefix`, for a checkpoint.
+    pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        self.names
+            .iter()
+            .zip(&self.buffers)
+            .filter_map(|(n, b)| b.as_ref().map(|b| (format!("{prefix}{n}"), b.shallow_clone())))
+            .collect()
+    }
+
+    /// Restores the buffers saved by [`Sgd::state`]; a parameter with no saved buffer starts
+    /// fresh (it had not been stepped). Returns the number restored.
+    pub fn load_state(&mut self, prefix: &str, saved: &std::collections::HashMap<String, Tensor>) -> Result<usize, String> {
+        let mut n = 0;
+        for ((name, p), buf) in self.names.iter().zip(&self.params).zip(self.buffers.iter_mut()) {
+            match saved.get(&format!("{prefix}{name}")) {
+                Some(t) if t.size() == p.size() => {
+                    *buf = Some(t.to_device(p.device()).to_kind(p.kind()));
+                    n += 1;
+                }
+                Some(t) => return Err(format!("momentum buffer {prefix}{name}: saved shape {:?}, parameter {:?}", t.size(), p.size())),
+                None => *buf = None,
+            }
+        }
+        Ok(n)
+    }
+}
