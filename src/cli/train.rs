@@ -37,6 +37,10 @@ pub struct TrainArgs {
     /// Fixed grayscale + Sobel filters in front of the network (DeepCluster, DeeperCluster).
     #[arg(long)]
     pub sobel: bool,
+    /// Initialise the trunk from torchvision-format safetensors (e.g. `silt export` output or
+    /// torchvision's weights saved with safetensors); heads in the file are ignored.
+    #[arg(long)]
+    pub pretrained: Option<PathBuf>,
     /// Side of the training crops in pixels (224 for photos, 28 for MNIST-like data).
     #[arg(long, default_value_t = 224)]
     pub crop: u32,
@@ -143,6 +147,7 @@ impl TrainArgs {
             method: self.method.clone(),
             arch: self.arch.clone(),
             sobel: self.sobel,
+            pretrained: self.pretrained.clone(),
             crop: self.crop,
             min_scale: self.min_scale,
             epochs: self.epochs,

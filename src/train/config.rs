@@ -18,6 +18,9 @@ pub struct TrainConfig {
     pub method: String,
     pub arch: String,
     pub sobel: bool,
+    /// Start the trunk from these torchvision-format safetensors (ignored when resuming).
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
     /// Side of the training crops (224 for ImageNet-like data, 28 for MNIST).
     pub crop: u32,
     /// Lower bound of RandomResizedCrop's area scale.

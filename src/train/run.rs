@@ -67,8 +67,12 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
     }
 
     tch::manual_seed(seed_of(&[cfg.seed, 0x7A]) as i64 & i64::MAX);
-    let vs = nn::VarStore::new(dev);
+    let mut vs = nn::VarStore::new(dev);
     let trunk = build_trunk(&vs, cfg)?;
+    if let Some(p) = &cfg.pretrained {
+        let report = model::export::load_torchvision(&mut vs, p).map_err(|e| TrainError::Config(format!("--pretrained: {e}")))?;
+        tracing::info!("--pretrained {}: {report}", p.display());
+    }
     let mut method = method::build(cfg, trunk.feature_dim(), dev)?;
     let mut opt = Sgd::new(named_vars(&vs, ""), SgdConfig::new(cfg.momentum, cfg.weight_decay, cfg.nesterov));
 
