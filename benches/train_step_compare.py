@@ -3,7 +3,8 @@
 threads and update (forward, ReLU + linear head, cross-entropy, backward, SGD momentum 0.9,
 wd 1e-4), one after the other in one run.
 
-usage: benches/train_step_compare.py [--threads N] [--steps N]   (after ops/setup; uses ops/silt)
+usage: $SILT_PYTHON benches/train_step_compare.py [--threads N] [--steps N]
+       (after ops/setup; runs ops/silt, or the binary named by $SILT_BIN)
 Prints one line per configuration and the ratio silt time / PyTorch time (goal <= 1.05).
 """
 import argparse
@@ -53,7 +54,8 @@ def main():
     torch.set_num_threads(a.threads)
     print(f"threads {a.threads}, torch {torch.__version__}, median of {a.steps} steps after {a.warmup} warm-up")
     for arch, batch, size in CONFIGS:
-        out = subprocess.run([os.path.join(ROOT, "ops/silt"), "bench", "step", "--arch", arch, "--batch", str(batch), "--size", str(size),
+        silt = os.environ.get("SILT_BIN", os.path.join(ROOT, "ops/silt"))
+        out = subprocess.run([silt, "bench", "step", "--arch", arch, "--batch", str(batch), "--size", str(size),
                               "--steps", str(a.steps), "--warmup", str(a.warmup), "--threads", str(a.threads), "--json"],
                              check=True, capture_output=True, text=True).stdout
         silt = json.loads(out.strip().splitlines()[-1])["median_s"]
