@@ -5,7 +5,8 @@
 use crate::eval::knn::{knn_eval, KnnConfig};
 use crate::eval::linear::{linear_probe, pool_below, LinearProbeConfig};
 use crate::model::{self, ModelConfig, Network};
-use crate::train::features::{extract_with, ExtractOptions, FeatureSet};
+use crate::train::evaluate::labelled;
+use crate::train::features::{extract_with, ExtractOptions};
 use crate::train::run::{device, trunk_from_checkpoint};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -155,12 +156,6 @@ impl Common {
         }
         Ok(Box::new(move |t: &dyn Network, x: &Tensor| pool_below(&t.conv_outputs(x, false)[i - 1], 10_000)))
     }
-}
-
-fn labelled(fs: &FeatureSet) -> (Tensor, Vec<i64>) {
-    let rows: Vec<i64> = (0..fs.valid.len()).filter(|&i| fs.valid[i] && fs.labels[i] >= 0).map(|i| i as i64).collect();
-    let labels = rows.iter().map(|&i| fs.labels[i as usize]).collect();
-    (fs.features.index_select(0, &Tensor::from_slice(&rows)), labels)
 }
 
 impl KnnArgs {

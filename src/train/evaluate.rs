@@ -34,7 +34,7 @@ impl EvalSummary {
 }
 
 /// Rows that decoded and carry a label: (features, labels).
-fn labelled(fs: &FeatureSet) -> (Tensor, Vec<i64>) {
+pub fn labelled(fs: &FeatureSet) -> (Tensor, Vec<i64>) {
     let rows: Vec<i64> = (0..fs.valid.len()).filter(|&i| fs.valid[i] && fs.labels[i] >= 0).map(|i| i as i64).collect();
     let labels = rows.iter().map(|&i| fs.labels[i as usize]).collect();
     (fs.features.index_select(0, &Tensor::from_slice(&rows)), labels)
