@@ -6,23 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tch::Tensor;
 
-fn data_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("SILT_DATA") {
-        return PathBuf::from(d);
-    }
-    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/silt/data")
-}
-
-/// IDX file (big-endian header, u8 payload): (dims, bytes).
-fn read_idx(path: &Path) -> (Vec<usize>, Vec<u8>) {
-    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e} (run ops/get-data)", path.display()));
-    assert!(raw.len() > 8 && raw[2] == 0x08, "{}: not a u8 IDX file", path.display());
-    let ndim = raw[3] as usize;
-    let dims: Vec<usize> = (0..ndim).map(|i| u32::from_be_bytes(raw[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
-    let payload = raw[4 + 4 * ndim..].to_vec();
-    assert_eq!(payload.len(), dims.iter().product::<usize>(), "{}", path.display());
-    (dims, payload)
-}
+mod train_common;
+use train_common::{data_dir, read_idx};
 
 /// The first `n` images of a split (`train` or `t10k`) as [n, 784] float pixels in [0, 1].
 fn split(set: &str, prefix: &str, n: usize) -> (Tensor, Vec<i64>) {

@@ -4,24 +4,33 @@
 use silt_shards::{ContentType, DatasetWriter, DatasetWriterOptions, Record};
 use std::path::{Path, PathBuf};
 
+/// Where ops/get-data put the real data: $SILT_DATA, else $SILT_HOME/data, else ~/.cache/silt/data.
 pub fn data_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("SILT_DATA") {
+        return PathBuf::from(d);
+    }
     let home = std::env::var("SILT_HOME").unwrap_or_else(|_| format!("{}/.cache/silt", std::env::var("HOME").unwrap_or_default()));
     PathBuf::from(home).join("data")
 }
 
-fn be32(b: &[u8], at: usize) -> usize {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
+/// An IDX file (big-endian header, u8 payload) as (dims, bytes).
+pub fn read_idx(path: &Path) -> (Vec<usize>, Vec<u8>) {
+    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e} (run ops/get-data)", path.display()));
+    assert!(raw.len() > 8 && raw[2] == 0x08, "{}: not a u8 IDX file", path.display());
+    let ndim = raw[3] as usize;
+    let dims: Vec<usize> = (0..ndim).map(|i| u32::from_be_bytes(raw[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
+    let payload = raw[4 + 4 * ndim..].to_vec();
+    assert_eq!(payload.len(), dims.iter().product::<usize>(), "{}", path.display());
+    (dims, payload)
 }
 
 /// The first `n` images of a Fashion-MNIST split ("train" or "t10k") as (28x28 pixels, label).
 pub fn fashion(split: &str, n: usize) -> Vec<(Vec<u8>, i64)> {
     let dir = data_dir().join("fashion-mnist");
-    let images = std::fs::read(dir.join(format!("{split}-images-idx3-ubyte"))).expect("Fashion-MNIST missing: run ops/get-data");
-    let labels = std::fs::read(dir.join(format!("{split}-labels-idx1-ubyte"))).expect("Fashion-MNIST labels missing: run ops/get-data");
-    assert_eq!(be32(&images, 0), 2051);
-    assert_eq!(be32(&labels, 0), 2049);
-    let count = be32(&images, 4).min(n);
-    (0..count).map(|i| (images[16 + i * 784..16 + (i + 1) * 784].to_vec(), labels[8 + i] as i64)).collect()
+    let (dims, images) = read_idx(&dir.join(format!("{split}-images-idx3-ubyte")));
+    let (_, labels) = read_idx(&dir.join(format!("{split}-labels-idx1-ubyte")));
+    assert_eq!(&dims[1..], &[28, 28]);
+    (0..dims[0].min(n)).map(|i| (images[i * 784..(i + 1) * 784].to_vec(), labels[i] as i64)).collect()
 }
 
 /// Writes the first `n` images of a split as a PNG shard dataset at `out`.
