@@ -1,6 +1,8 @@
-//! `silt train`: one self-supervised run (DeepCluster, RotNet, DeeperCluster) on a shard
-//! dataset. Re-running with the same `--run-dir` resumes from its latest checkpoint.
+//! `silt train`: one self-supervised run (DeepCluster, RotNet, DeeperCluster, MoCo v1/v2, SimCLR,
+//! InstDisc) on a shard dataset. Re-running with the same `--run-dir` resumes from its latest
+//! checkpoint.
 
+use crate::method::contrastive::{default_temperature, ContrastiveConfig};
 use crate::method::{defaults, METHODS};
 use crate::train::schedule::{LrSchedule, Schedule};
 use crate::train::{train, ClusteringConfig, TrainConfig};
@@ -12,7 +14,8 @@ use std::process::ExitCode;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
 pub enum ScheduleArg {
-    /// The method's own: RotNet's step table, constant for DeepCluster and DeeperCluster.
+    /// The method's own: RotNet's step table, constant for DeepCluster and DeeperCluster; MoCo v1
+    /// and InstDisc ×0.1 at --milestones (default 120,160); cosine for MoCo v2 and SimCLR.
     Auto,
     Constant,
     Cosine,
@@ -24,7 +27,8 @@ pub enum ScheduleArg {
 pub struct TrainArgs {
     /// Training shards (a silt dataset directory, see `silt ingest`).
     pub data: PathBuf,
-    /// deepcluster, rotnet or deepercluster.
+    /// deepcluster, rotnet, deepercluster, moco (v1), moco-v2 (= moco --mlp --aug-plus
+    /// --temperature 0.2 --schedule cosine), simclr or instdisc.
     #[arg(long, default_value = "deepcluster", value_parser = clap::builder::PossibleValuesParser::new(METHODS))]
     pub method: String,
     /// Run directory (metrics.jsonl, checkpoints/, pseudo_labels.tsv, report/). An existing one
@@ -44,9 +48,10 @@ pub struct TrainArgs {
     /// Side of the training crops in pixels (224 for photos, 28 for MNIST-like data).
     #[arg(long, default_value_t = 224)]
     pub crop: u32,
-    /// RandomResizedCrop's smallest area fraction.
-    #[arg(long, default_value_t = 0.08)]
-    pub min_scale: f64,
+    /// RandomResizedCrop's smallest area fraction (default: the method's: 0.08, MoCo and InstDisc
+    /// 0.2).
+    #[arg(long)]
+    pub min_scale: Option<f64>,
     /// Use only the first N records (DeeperCluster's --size_dataset).
     #[arg(long, alias = "size-dataset")]
     pub limit: Option<u64>,
@@ -58,16 +63,19 @@ pub struct TrainArgs {
     pub eval_limit: Option<u64>,
     #[arg(long, default_value_t = 200)]
     pub epochs: u64,
-    /// Images per step (default: the method's: DeepCluster 256, RotNet 192, DeeperCluster 48).
+    /// Images per step (default: the method's: DeepCluster 256, RotNet 192, DeeperCluster 48,
+    /// MoCo 256, SimCLR 512, InstDisc 256).
     #[arg(long, alias = "batch")]
     pub batch_size: Option<usize>,
-    /// Learning rate (default: DeepCluster 0.05, RotNet 0.01, DeeperCluster 0.1).
+    /// Learning rate (default: DeepCluster 0.05, RotNet 0.01, DeeperCluster 0.1, MoCo 0.03,
+    /// SimCLR 0.3 × batch/256, InstDisc 0.03).
     #[arg(long)]
     pub lr: Option<f64>,
     /// SGD momentum (default 0.9).
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// Weight decay (default: DeepCluster 1e-5, RotNet 5e-4, DeeperCluster 1e-5).
+    /// Weight decay (default: DeepCluster 1e-5, RotNet 5e-4, DeeperCluster 1e-5, MoCo 1e-4,
+    /// SimCLR 1e-6, InstDisc 1e-4).
     #[arg(long, alias = "wd")]
     pub weight_decay: Option<f64>,
     #[arg(long, value_enum, default_value_t = ScheduleArg::Auto)]
@@ -99,6 +107,10 @@ pub struct TrainArgs {
     /// DeeperCluster: rotation in the super-class target (true by default; --rotnet false to turn off).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub rotnet: bool,
+    /// The contrastive methods' flags (boxed: they would make `Command::Train` much larger than
+    /// the other subcommands).
+    #[command(flatten)]
+    pub contrastive: Box<ContrastiveArgs>,
     #[arg(long, default_value_t = 31)]
     pub seed: u64,
     /// Decode/augment threads.
@@ -124,6 +136,50 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+/// MoCo v1/v2, SimCLR and InstDisc settings, with the upstream defaults.
+#[derive(Debug, Args)]
+pub struct ContrastiveArgs {
+    /// MoCo / SimCLR / InstDisc: output width of the projection head (MoCo --moco-dim, InstDisc
+    /// --low-dim, SimCLR --proj_out_dim; all 128).
+    #[arg(long, visible_alias = "low-dim", default_value_t = 128)]
+    pub moco_dim: i64,
+    /// MoCo: negative keys in the queue (upstream 65536; its CIFAR colab 4096).
+    #[arg(long, default_value_t = 65536)]
+    pub moco_k: usize,
+    /// MoCo: momentum of the key encoder (upstream 0.999; colab 0.99).
+    #[arg(long, default_value_t = 0.999)]
+    pub moco_m: f64,
+    /// Softmax temperature (default: MoCo v1 0.07, MoCo v2 0.2, SimCLR 0.1 (its CIFAR runs 0.5),
+    /// InstDisc 0.07 (its CIFAR runs 0.1)).
+    #[arg(long, visible_alias = "moco-t", visible_alias = "nce-t")]
+    pub temperature: Option<f64>,
+    /// MoCo / InstDisc: MLP projection head (feature_dim → feature_dim, ReLU, → dim) instead of a
+    /// linear one (MoCo v2's --mlp; on by default for moco-v2).
+    #[arg(long)]
+    pub mlp: bool,
+    /// MoCo: v2's augmentation (jitter .4/.4/.4/.1 with p .8, grayscale, blur; on by default for
+    /// moco-v2). Crops of 64 px or less never get blur (MoCo's CIFAR colab, SimCLR's CIFAR recipe).
+    #[arg(long)]
+    pub aug_plus: bool,
+    /// MoCo: single-process shuffle BN — each encoder runs the batch in this many parts with their
+    /// own BatchNorm statistics and the keys are shuffled across them (MoCo colab: 8); 1 = off.
+    #[arg(long, default_value_t = 8)]
+    pub bn_splits: usize,
+    /// InstDisc: noise samples per image for NCE (upstream 4096); 0 = full softmax over the bank.
+    #[arg(long, default_value_t = 4096)]
+    pub nce_k: usize,
+    /// InstDisc: momentum of the memory-bank update (upstream 0.5).
+    #[arg(long, default_value_t = 0.5)]
+    pub nce_m: f64,
+    /// SimCLR: LARS on trunk and head (momentum = --momentum; biases and BN excluded from weight
+    /// decay and adaptation), as SimCLR trains by default.
+    #[arg(long)]
+    pub lars: bool,
+    /// LARS trust coefficient (SimCLR 0.001).
+    #[arg(long, default_value_t = 0.001)]
+    pub lars_eta: f64,
+}
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -131,9 +187,17 @@ fn default_workers() -> usize {
 impl TrainArgs {
     pub fn config(&self) -> anyhow::Result<TrainConfig> {
         let Some(d) = defaults(&self.method) else { bail!("unknown method {}", self.method) };
-        let lr = self.lr.unwrap_or(d.lr);
+        let batch_size = self.batch_size.unwrap_or(d.batch_size);
+        // SimCLR scales its base rate 0.3 linearly with the batch.
+        let lr = self.lr.unwrap_or(if self.method == "simclr" { 0.3 * batch_size as f64 / 256.0 } else { d.lr });
+        let v2 = self.method == "moco-v2";
         let schedule = match self.schedule {
             ScheduleArg::Auto if self.method == "rotnet" => LrSchedule::rotnet_table(lr).schedule,
+            ScheduleArg::Auto if v2 || self.method == "simclr" => Schedule::Cosine { epochs: self.epochs as f64, final_lr: 0.0 },
+            ScheduleArg::Auto if self.method == "moco" || self.method == "instdisc" => {
+                let milestones = if self.milestones.is_empty() { vec![120.0, 160.0] } else { self.milestones.clone() };
+                Schedule::Step { milestones, gamma: 0.1 }
+            }
             ScheduleArg::Auto | ScheduleArg::Constant => Schedule::Constant,
             ScheduleArg::Cosine => Schedule::Cosine { epochs: self.epochs as f64, final_lr: 0.0 },
             ScheduleArg::Step => Schedule::Step { milestones: self.milestones.clone(), gamma: 0.1 },
@@ -149,9 +213,9 @@ impl TrainArgs {
             sobel: self.sobel,
             pretrained: self.pretrained.clone(),
             crop: self.crop,
-            min_scale: self.min_scale,
+            min_scale: self.min_scale.unwrap_or(d.min_scale),
             epochs: self.epochs,
-            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            batch_size,
             lr,
             momentum: self.momentum.unwrap_or(d.momentum),
             weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
@@ -172,6 +236,22 @@ impl TrainArgs {
                 super_classes: self.super_classes,
                 reassignment: self.reassignment,
                 rotnet: self.rotnet,
+            },
+            contrastive: {
+                let c = &self.contrastive;
+                ContrastiveConfig {
+                    dim: c.moco_dim,
+                    mlp: c.mlp || v2,
+                    temperature: c.temperature.unwrap_or_else(|| default_temperature(&self.method)),
+                    queue: c.moco_k,
+                    key_momentum: c.moco_m,
+                    bn_splits: c.bn_splits.max(1),
+                    aug_plus: c.aug_plus || v2,
+                    nce_k: c.nce_k,
+                    nce_m: c.nce_m,
+                    lars: c.lars,
+                    lars_eta: c.lars_eta,
+                }
             },
         })
     }

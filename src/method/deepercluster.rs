@@ -19,7 +19,7 @@ use crate::model::Network;
 use crate::train::checkpoint::{named_vars, restore_vars};
 use crate::train::config::TrainConfig;
 use crate::train::error::{Result, TrainError};
-use crate::train::optim::{Sgd, SgdConfig};
+use crate::train::optim::Sgd;
 use serde_json::json;
 use std::collections::HashMap;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
@@ -95,7 +95,7 @@ impl Heads {
         let vs = nn::VarStore::new(device);
         let super_head = (s > 1).then(|| linear_head(&(vs.root() / "super_head"), d, s as i64, HeadInit::TorchDefault));
         let sub_heads = if sub_k > 1 { (0..nsc).map(|c| linear_head(&(vs.root() / "sub_heads" / c), d, sub_k as i64, HeadInit::TorchDefault)).collect() } else { Vec::new() };
-        let opt = Sgd::new(named_vars(&vs, ""), SgdConfig::new(cfg.momentum, cfg.weight_decay, cfg.nesterov));
+        let opt = Sgd::new(named_vars(&vs, ""), cfg.sgd());
         Heads { vs, super_head, sub_heads, opt }
     }
 }

@@ -5,9 +5,13 @@
 //! loader, checkpoints and logs.
 
 pub mod clustering;
+pub mod contrastive;
 pub mod deepcluster;
 pub mod deepercluster;
+pub mod instdisc;
+pub mod moco;
 pub mod rotnet;
+pub mod simclr;
 
 use crate::loader::{Batch, Pipeline, SamplerKind};
 use crate::model::Network;
@@ -20,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tch::{Device, Tensor};
 
-pub const METHODS: &[&str] = &["deepcluster", "rotnet", "deepercluster"];
+pub const METHODS: &[&str] = &["deepcluster", "rotnet", "deepercluster", "moco", "moco-v2", "simclr", "instdisc"];
 
 /// What a method sees at the start of an epoch.
 pub struct EpochContext<'a> {
@@ -49,6 +53,8 @@ pub struct Defaults {
     pub weight_decay: f64,
     pub nesterov: bool,
     pub batch_size: usize,
+    /// RandomResizedCrop's smallest area fraction (torchvision's 0.08; MoCo and InstDisc 0.2).
+    pub min_scale: f64,
 }
 
 pub trait Method {
@@ -74,6 +80,13 @@ pub trait Method {
     fn state(&self) -> (Vec<(String, Tensor)>, serde_json::Value);
     fn load_state(&mut self, tensors: &HashMap<String, Tensor>, json: &serde_json::Value) -> Result<()>;
 
+    /// Called once by the trainer after the trunk is built and any checkpoint restored, with the
+    /// trunk's variables (shallow clones: they share storage with the trained tensors). Methods
+    /// that read the trunk's weights outside `step` keep them (MoCo's momentum encoder, LARS).
+    fn attach(&mut self, _trunk_vars: &[(String, Tensor)]) -> Result<()> {
+        Ok(())
+    }
+
     /// Current pseudo-labels per record, if the method has them (exported as a plain file).
     fn pseudo_labels(&self) -> Option<Vec<i64>> {
         None
@@ -83,11 +96,17 @@ pub trait Method {
 pub fn defaults(method: &str) -> Option<Defaults> {
     Some(match method {
         // DC main.py: lr 0.05, momentum 0.9, wd 1e-5, batch 256.
-        "deepcluster" => Defaults { lr: 0.05, momentum: 0.9, weight_decay: 1e-5, nesterov: false, batch_size: 256 },
+        "deepcluster" => Defaults { lr: 0.05, momentum: 0.9, weight_decay: 1e-5, nesterov: false, batch_size: 256, min_scale: 0.08 },
         // ROT config: nesterov momentum 0.9, wd 5e-4, lr 0.01 (the table's first row), 192 images.
-        "rotnet" => Defaults { lr: 0.01, momentum: 0.9, weight_decay: 5e-4, nesterov: true, batch_size: 192 },
+        "rotnet" => Defaults { lr: 0.01, momentum: 0.9, weight_decay: 5e-4, nesterov: true, batch_size: 192, min_scale: 0.08 },
         // DRC main.sh: lr 0.1, wd 1e-5, momentum 0.9, batch 48 per process.
-        "deepercluster" => Defaults { lr: 0.1, momentum: 0.9, weight_decay: 1e-5, nesterov: false, batch_size: 48 },
+        "deepercluster" => Defaults { lr: 0.1, momentum: 0.9, weight_decay: 1e-5, nesterov: false, batch_size: 48, min_scale: 0.08 },
+        // MoCo main_moco.py: lr 0.03, momentum 0.9, wd 1e-4, batch 256 (v2 the same, with --cos).
+        "moco" | "moco-v2" => Defaults { lr: 0.03, momentum: 0.9, weight_decay: 1e-4, nesterov: false, batch_size: 256, min_scale: 0.2 },
+        // SimCLR v1: batch 512 (flag default), lr 0.3 x batch/256 (the CLI scales it), wd 1e-6, momentum 0.9.
+        "simclr" => Defaults { lr: 0.6, momentum: 0.9, weight_decay: 1e-6, nesterov: false, batch_size: 512, min_scale: 0.08 },
+        // InstDisc main.py: lr 0.03, momentum 0.9, wd 1e-4, batch 256.
+        "instdisc" => Defaults { lr: 0.03, momentum: 0.9, weight_decay: 1e-4, nesterov: false, batch_size: 256, min_scale: 0.2 },
         _ => return None,
     })
 }
@@ -98,6 +117,9 @@ pub fn build(cfg: &TrainConfig, feature_dim: i64, device: Device) -> Result<Box<
         "deepcluster" => Box::new(deepcluster::DeepCluster::new(cfg, feature_dim, device)),
         "rotnet" => Box::new(rotnet::RotNet::new(cfg, feature_dim, device)),
         "deepercluster" => Box::new(deepercluster::DeeperCluster::new(cfg, feature_dim, device)?),
+        "moco" | "moco-v2" => Box::new(moco::Moco::new(cfg, feature_dim, device)?),
+        "simclr" => Box::new(simclr::SimClr::new(cfg, feature_dim, device)),
+        "instdisc" => Box::new(instdisc::InstDisc::new(cfg, feature_dim, device)),
         other => return Err(TrainError::Config(format!("unknown method {other:?}; known: {}", METHODS.join(", ")))),
     })
 }

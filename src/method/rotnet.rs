@@ -10,7 +10,7 @@ use crate::model::Network;
 use crate::train::checkpoint::{named_vars, restore_vars};
 use crate::train::config::TrainConfig;
 use crate::train::error::Result;
-use crate::train::optim::{Sgd, SgdConfig};
+use crate::train::optim::Sgd;
 use serde_json::json;
 use std::collections::HashMap;
 use tch::{nn, nn::Module, Device, Tensor};
@@ -27,7 +27,7 @@ impl RotNet {
         tch::manual_seed(seed_of(&[cfg.seed, 0x40]) as i64 & i64::MAX);
         let head_vs = nn::VarStore::new(device);
         let head = linear_head(&(head_vs.root() / "rotation"), feature_dim, 4, HeadInit::TorchDefault);
-        let head_opt = Sgd::new(named_vars(&head_vs, ""), SgdConfig::new(cfg.momentum, cfg.weight_decay, cfg.nesterov));
+        let head_opt = Sgd::new(named_vars(&head_vs, ""), cfg.sgd());
         RotNet { cfg: cfg.clone(), head_vs, head, head_opt }
     }
 }

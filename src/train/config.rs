@@ -45,6 +45,21 @@ pub struct TrainConfig {
     pub max_steps: Option<u64>,
     /// Method-specific settings.
     pub clustering: ClusteringConfig,
+    /// InstDisc / MoCo / SimCLR settings.
+    #[serde(default)]
+    pub contrastive: crate::method::contrastive::ContrastiveConfig,
+}
+
+impl TrainConfig {
+    /// The optimiser of the trunk and of every head: momentum SGD, with LARS when asked for.
+    pub fn sgd(&self) -> super::optim::SgdConfig {
+        let sgd = super::optim::SgdConfig::new(self.momentum, self.weight_decay, self.nesterov);
+        if self.contrastive.lars {
+            sgd.with_lars(self.contrastive.lars_eta)
+        } else {
+            sgd
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -4,6 +4,12 @@
 //!
 //! PyTorch `torch.optim.SGD` (dampening 0): g = ∇ + wd·p; first step b = g, then b = m·b + g;
 //! g = g + m·b (Nesterov) or g = b; p -= lr·g.
+//!
+//! With LARS (SimCLR v1 lars_optimizer.py, methods.md §1.11) the gradient of every parameter with
+//! more than one dimension first becomes trust·(∇ + wd·p), trust = η‖p‖/‖∇ + wd·p‖ (1 when either
+//! norm is 0); vectors (biases, BatchNorm) get neither weight decay nor adaptation. The momentum
+//! step above then equals SimCLR's v ← m·v + lr·g, w ← w − v exactly at a constant learning rate
+//! (LARC-style, as SwAV wraps SGD).
 
 use tch::Tensor;
 
@@ -12,11 +18,17 @@ pub struct SgdConfig {
     pub momentum: f64,
     pub weight_decay: f64,
     pub nesterov: bool,
+    /// LARS trust coefficient η (SimCLR 0.001); None = plain SGD.
+    pub lars_eta: Option<f64>,
 }
 
 impl SgdConfig {
     pub fn new(momentum: f64, weight_decay: f64, nesterov: bool) -> Self {
-        SgdConfig { momentum, weight_decay, nesterov }
+        SgdConfig { momentum, weight_decay, nesterov, lars_eta: None }
+    }
+
+    pub fn with_lars(self, eta: f64) -> Self {
+        SgdConfig { lars_eta: Some(eta), ..self }
     }
 }
 
@@ -62,7 +74,7 @@ impl Sgd {
     /// allocates nothing after the first: temporaries the size of the model every step cost more
     /// than the arithmetic on a CPU.
     pub fn step(&mut self, lr: f64) {
-        let SgdConfig { momentum, weight_decay, nesterov } = self.cfg;
+        let SgdConfig { momentum, weight_decay, nesterov, lars_eta } = self.cfg;
         tch::no_grad(|| {
             for (p, buf) in self.params.iter_mut().zip(self.buffers.iter_mut()) {
                 let mut g = p.grad();
@@ -70,8 +82,21 @@ impl Sgd {
                     continue;
                 }
                 let scalar = |v: f64| Tensor::from(v).to_kind(p.kind()).to_device(p.device());
-                if weight_decay != 0.0 {
-                    let _ = g.f_addcmul_(p, &scalar(weight_decay));
+                match lars_eta {
+                    Some(eta) if p.dim() > 1 => {
+                        if weight_decay != 0.0 {
+                            let _ = g.f_addcmul_(p, &scalar(weight_decay));
+                        }
+                        let (w_norm, g_norm) = (p.norm().double_value(&[]), g.norm().double_value(&[]));
+                        if w_norm > 0.0 && g_norm > 0.0 {
+                            let _ = g.g_mul_scalar_(eta * w_norm / g_norm);
+                        }
+                    }
+                    Some(_) => {}
+                    None if weight_decay != 0.0 => {
+                        let _ = g.f_addcmul_(p, &scalar(weight_decay));
+                    }
+                    None => {}
                 }
                 let update = if momentum != 0.0 {
                     let b = match buf.take() {

@@ -14,7 +14,7 @@ use super::error::{io_err, Result, TrainError};
 use super::evaluate::{evaluate, EvalSummary};
 use super::features::ExtractOptions;
 use super::metrics::MetricsLog;
-use super::optim::{Sgd, SgdConfig};
+use super::optim::Sgd;
 use crate::loader::rng::seed_of;
 use crate::loader::{cpu_decoder_factory, run_epoch, LoaderConfig, Sampler};
 use crate::method::{self, EpochContext};
@@ -74,7 +74,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
         tracing::info!("--pretrained {}: {report}", p.display());
     }
     let mut method = method::build(cfg, trunk.feature_dim(), dev)?;
-    let mut opt = Sgd::new(named_vars(&vs, ""), SgdConfig::new(cfg.momentum, cfg.weight_decay, cfg.nesterov));
+    let mut opt = Sgd::new(named_vars(&vs, ""), cfg.sgd());
 
     // Resume from the run directory's latest checkpoint, if any.
     let (mut epoch, mut position, mut step, mut resumed_from, mut metrics_offset) = (0u64, 0u64, 0u64, None, None);
@@ -93,6 +93,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
         tracing::info!("resuming {} from {} (epoch {epoch}, {position} samples in, step {step})", cfg.method, path.display());
         metrics_offset = Some(ck.meta.metrics_offset);
     }
+    method.attach(&named_vars(&vs, ""))?;
     let mut log = MetricsLog::open(&cfg.run_dir, metrics_offset).map_err(io_err(&cfg.run_dir))?;
     if resumed_from.is_none() {
         std::fs::write(cfg.run_dir.join("config.json"), serde_json::to_vec_pretty(cfg).unwrap_or_default()).map_err(io_err(&cfg.run_dir))?;
