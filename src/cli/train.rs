@@ -1,8 +1,9 @@
 //! `silt train`: one self-supervised run (DeepCluster, RotNet, DeeperCluster, MoCo v1/v2, SimCLR,
-//! InstDisc) on a shard dataset. Re-running with the same `--run-dir` resumes from its latest
+//! InstDisc, SeLa) on a shard dataset. Re-running with the same `--run-dir` resumes from its latest
 //! checkpoint.
 
 use crate::method::contrastive::{default_temperature, ContrastiveConfig};
+use crate::method::sela::SelaConfig;
 use crate::method::{defaults, METHODS};
 use crate::train::schedule::{LrSchedule, Schedule};
 use crate::train::{train, ClusteringConfig, TrainConfig};
@@ -15,7 +16,9 @@ use std::process::ExitCode;
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
 pub enum ScheduleArg {
     /// The method's own: RotNet's step table, constant for DeepCluster and DeeperCluster; MoCo v1
-    /// and InstDisc ×0.1 at --milestones (default 120,160); cosine for MoCo v2 and SimCLR.
+    /// and InstDisc ×0.1 at --milestones (default 120,160); cosine for MoCo v2 and SimCLR; SeLa
+    /// ×0.1 at --milestones (default 150,300,350: lr·0.1^(epoch//150) below epoch 350, lr·1e-3
+    /// from 350).
     Auto,
     Constant,
     Cosine,
@@ -28,7 +31,7 @@ pub struct TrainArgs {
     /// Training shards (a silt dataset directory, see `silt ingest`).
     pub data: PathBuf,
     /// deepcluster, rotnet, deepercluster, moco (v1), moco-v2 (= moco --mlp --aug-plus
-    /// --temperature 0.2 --schedule cosine), simclr or instdisc.
+    /// --temperature 0.2 --schedule cosine), simclr, instdisc or sela.
     #[arg(long, default_value = "deepcluster", value_parser = clap::builder::PossibleValuesParser::new(METHODS))]
     pub method: String,
     /// Run directory (metrics.jsonl, checkpoints/, pseudo_labels.tsv, report/). An existing one
@@ -64,18 +67,18 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 200)]
     pub epochs: u64,
     /// Images per step (default: the method's: DeepCluster 256, RotNet 192, DeeperCluster 48,
-    /// MoCo 256, SimCLR 512, InstDisc 256).
+    /// MoCo 256, SimCLR 512, InstDisc 256, SeLa 256).
     #[arg(long, alias = "batch")]
     pub batch_size: Option<usize>,
     /// Learning rate (default: DeepCluster 0.05, RotNet 0.01, DeeperCluster 0.1, MoCo 0.03,
-    /// SimCLR 0.3 × batch/256, InstDisc 0.03).
+    /// SimCLR 0.3 × batch/256, InstDisc 0.03, SeLa 0.08).
     #[arg(long)]
     pub lr: Option<f64>,
     /// SGD momentum (default 0.9).
     #[arg(long)]
     pub momentum: Option<f64>,
     /// Weight decay (default: DeepCluster 1e-5, RotNet 5e-4, DeeperCluster 1e-5, MoCo 1e-4,
-    /// SimCLR 1e-6, InstDisc 1e-4).
+    /// SimCLR 1e-6, InstDisc 1e-4, SeLa 1e-5).
     #[arg(long, alias = "wd")]
     pub weight_decay: Option<f64>,
     #[arg(long, value_enum, default_value_t = ScheduleArg::Auto)]
@@ -111,6 +114,9 @@ pub struct TrainArgs {
     /// the other subcommands).
     #[command(flatten)]
     pub contrastive: Box<ContrastiveArgs>,
+    /// SeLa's flags (boxed for the same reason).
+    #[command(flatten)]
+    pub sela: Box<SelaArgs>,
     #[arg(long, default_value_t = 31)]
     pub seed: u64,
     /// Decode/augment threads.
@@ -180,6 +186,33 @@ pub struct ContrastiveArgs {
     pub lars_eta: f64,
 }
 
+/// SeLa settings, with the defaults of upstream's main.py flags.
+#[derive(Debug, Args)]
+pub struct SelaArgs {
+    /// SeLa: number of heads, each with its own labels (upstream default 1; its ImageNet scripts 10).
+    #[arg(long, default_value_t = 1)]
+    pub hc: usize,
+    /// SeLa: clusters per head (upstream 3000; its CIFAR code 128).
+    #[arg(long, default_value_t = 3000)]
+    pub ncl: usize,
+    /// SeLa: label optimisations over the run, at samples (epochs + 0.01)·N·(j/(nopts−1))²
+    /// (upstream 100; its CIFAR code 400, spaced linearly).
+    #[arg(long, default_value_t = 100)]
+    pub nopts: usize,
+    /// SeLa: λ, the power of the probabilities in the Sinkhorn-Knopp label optimisation
+    /// (upstream 25; its CIFAR code 10).
+    #[arg(long, default_value_t = 25.0)]
+    pub lamb: f64,
+    /// SeLa: Sinkhorn stops when Σ|c/c_new − 1| ≤ this, checked every 10 iterations (upstream
+    /// 0.1; its CIFAR code 0.01).
+    #[arg(long, default_value_t = 0.1)]
+    pub sk_tol: f64,
+    /// SeLa: augmentation level: 0 Resize+CenterCrop, 1 + flip, 2 RandomResizedCrop + flip,
+    /// 3 RandomResizedCrop + grayscale (p 0.2) + ColorJitter(.4,.4,.4,.4) + flip (upstream 3).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub augs: u8,
+}
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -196,6 +229,11 @@ impl TrainArgs {
             ScheduleArg::Auto if v2 || self.method == "simclr" => Schedule::Cosine { epochs: self.epochs as f64, final_lr: 0.0 },
             ScheduleArg::Auto if self.method == "moco" || self.method == "instdisc" => {
                 let milestones = if self.milestones.is_empty() { vec![120.0, 160.0] } else { self.milestones.clone() };
+                Schedule::Step { milestones, gamma: 0.1 }
+            }
+            // SeLa main.py: lr·0.1^(epoch // 150) below epoch 350, lr·0.1³ from 350.
+            ScheduleArg::Auto if self.method == "sela" => {
+                let milestones = if self.milestones.is_empty() { vec![150.0, 300.0, 350.0] } else { self.milestones.clone() };
                 Schedule::Step { milestones, gamma: 0.1 }
             }
             ScheduleArg::Auto | ScheduleArg::Constant => Schedule::Constant,
@@ -252,6 +290,10 @@ impl TrainArgs {
                     lars: c.lars,
                     lars_eta: c.lars_eta,
                 }
+            },
+            sela: {
+                let s = &self.sela;
+                SelaConfig { hc: s.hc, ncl: s.ncl, nopts: s.nopts, lambda: s.lamb, tol: s.sk_tol, augs: s.augs }
             },
         })
     }

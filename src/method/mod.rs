@@ -11,6 +11,7 @@ pub mod deepercluster;
 pub mod instdisc;
 pub mod moco;
 pub mod rotnet;
+pub mod sela;
 pub mod simclr;
 
 use crate::loader::{Batch, Pipeline, SamplerKind};
@@ -24,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tch::{Device, Tensor};
 
-pub const METHODS: &[&str] = &["deepcluster", "rotnet", "deepercluster", "moco", "moco-v2", "simclr", "instdisc"];
+pub const METHODS: &[&str] = &["deepcluster", "rotnet", "deepercluster", "moco", "moco-v2", "simclr", "instdisc", "sela"];
 
 /// What a method sees at the start of an epoch.
 pub struct EpochContext<'a> {
@@ -80,6 +81,15 @@ pub trait Method {
     fn state(&self) -> (Vec<(String, Tensor)>, serde_json::Value);
     fn load_state(&mut self, tensors: &HashMap<String, Tensor>, json: &serde_json::Value) -> Result<()>;
 
+    /// Called before every step with the number of steps the run has done so far (`step` is the
+    /// index of the step about to run, counted over the whole run, also after a resume). For
+    /// methods whose state changes on a schedule counted in iterations rather than epochs: SeLa
+    /// re-optimises its labels when `step × batch size` passes its next relabelling time. The
+    /// context's trunk may be run (eval mode) to extract features. The default does nothing.
+    fn before_step(&mut self, _ctx: &mut EpochContext, _step: u64) -> Result<()> {
+        Ok(())
+    }
+
     /// Called once by the trainer after the trunk is built and any checkpoint restored, with the
     /// trunk's variables (shallow clones: they share storage with the trained tensors). Methods
     /// that read the trunk's weights outside `step` keep them (MoCo's momentum encoder, LARS).
@@ -107,6 +117,9 @@ pub fn defaults(method: &str) -> Option<Defaults> {
         "simclr" => Defaults { lr: 0.6, momentum: 0.9, weight_decay: 1e-6, nesterov: false, batch_size: 512, min_scale: 0.08 },
         // InstDisc main.py: lr 0.03, momentum 0.9, wd 1e-4, batch 256.
         "instdisc" => Defaults { lr: 0.03, momentum: 0.9, weight_decay: 1e-4, nesterov: false, batch_size: 256, min_scale: 0.2 },
+        // SeLa main.py: lr 0.08 (the code's default; its help text says 0.05), momentum 0.9,
+        // wd 10^-5, batch 256.
+        "sela" => Defaults { lr: 0.08, momentum: 0.9, weight_decay: 1e-5, nesterov: false, batch_size: 256, min_scale: 0.08 },
         _ => return None,
     })
 }
@@ -120,6 +133,7 @@ pub fn build(cfg: &TrainConfig, feature_dim: i64, device: Device) -> Result<Box<
         "moco" | "moco-v2" => Box::new(moco::Moco::new(cfg, feature_dim, device)?),
         "simclr" => Box::new(simclr::SimClr::new(cfg, feature_dim, device)),
         "instdisc" => Box::new(instdisc::InstDisc::new(cfg, feature_dim, device)),
+        "sela" => Box::new(sela::Sela::new(cfg, feature_dim, device)?),
         other => return Err(TrainError::Config(format!("unknown method {other:?}; known: {}", METHODS.join(", ")))),
     })
 }

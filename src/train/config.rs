@@ -48,6 +48,9 @@ pub struct TrainConfig {
     /// InstDisc / MoCo / SimCLR settings.
     #[serde(default)]
     pub contrastive: crate::method::contrastive::ContrastiveConfig,
+    /// SeLa settings.
+    #[serde(default)]
+    pub sela: crate::method::sela::SelaConfig,
 }
 
 impl TrainConfig {

@@ -1,6 +1,7 @@
 //! The epoch loop: build (or restore) trunk, method and optimiser; per epoch let the method
-//! prepare (cluster, reassign), stream the loader's batches through step → backward → update,
-//! log, checkpoint every N steps and at every epoch end, evaluate.
+//! prepare (cluster, reassign), stream the loader's batches through (method hook: SeLa's
+//! relabelling) → step → backward → update, log, checkpoint every N steps and at every epoch end,
+//! evaluate.
 //!
 //! Exact resumption: the data order is a function of (seed, epoch) (the sampler), augmentation
 //! of (seed, epoch, record), torch's RNG (dropout) is re-seeded from (seed, step) before every
@@ -138,6 +139,8 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
                 position += consumed;
                 continue;
             }
+            let mut ctx = EpochContext { epoch, cfg, trunk: trunk.as_ref(), ds: &ds, records, extract: extract(), log: &mut log };
+            method.before_step(&mut ctx, step)?;
             let lr = cfg.schedule.at(epoch as f64 + position as f64 / total.max(1) as f64);
             tch::manual_seed(seed_of(&[cfg.seed, step, 0xD0]) as i64 & i64::MAX);
             opt.zero_grad();
