@@ -1,7 +1,7 @@
 //! Crash safety of training: a run (DeepCluster, DeeperCluster, MoCo v2, SimCLR with LARS,
-//! InstDisc) killed with SIGKILL mid-epoch and resumed reads the same batches, logs the same
+//! InstDisc, SeLa) killed with SIGKILL mid-epoch and resumed reads the same batches, logs the same
 //! losses and ends with the same weights (and, for the contrastive methods, the same key encoder,
-//! queue, memory bank and heads) as a run that was never interrupted.
+//! queue, memory bank, heads and SeLa's labels) as a run that was never interrupted.
 
 mod train_common;
 
@@ -19,6 +19,9 @@ fn train_cmd(data: &Path, run: &Path, method: &str) -> Command {
         "moco" | "moco-v2" => &["--moco-k", "256", "--bn-splits", "2"],
         "simclr" => &["--lars", "--temperature", "0.5"],
         "instdisc" => &["--nce-k", "64"],
+        // Two heads of 10 clusters; nopts 8 puts relabellings at steps 0, 1, 2, 4, 7, 11 and 15,
+        // i.e. before and after both kills and in both epochs.
+        "sela" => &["--hc", "2", "--ncl", "10", "--nopts", "8"],
         _ => &[],
     };
     c.args(extra);
@@ -27,7 +30,7 @@ fn train_cmd(data: &Path, run: &Path, method: &str) -> Command {
 }
 
 /// Methods whose own state (key encoder, queue, memory bank, heads) is compared too.
-const COMPARE_METHOD_STATE: &[&str] = &["moco", "moco-v2", "simclr", "instdisc"];
+const COMPARE_METHOD_STATE: &[&str] = &["moco", "moco-v2", "simclr", "instdisc", "sela"];
 
 fn run_to_end(data: &Path, run: &Path, method: &str) {
     let out = train_cmd(data, run, method).output().unwrap();
@@ -123,4 +126,9 @@ fn simclr_resumes_exactly_after_sigkill() {
 #[test]
 fn instdisc_resumes_exactly_after_sigkill() {
     kill_and_resume("instdisc");
+}
+
+#[test]
+fn sela_resumes_exactly_after_sigkill() {
+    kill_and_resume("sela");
 }
