@@ -232,9 +232,12 @@ fn sela_short_run_learns_balanced_labels() {
 
 /// The margin over the random network's kNN. In the 4-epoch run above kNN dips below the random
 /// network's (0.622 -> 0.536 after epoch 1) and climbs back (0.600 after epoch 4), as for the
-/// contrastive methods. Run with `cargo test --release --test method_sela -- --ignored`.
+/// contrastive methods. Over 10 epochs of 4000 images (measured, 450 s on a busy 2-core machine):
+/// kNN 0.664 (random init) -> 0.594 after epoch 1 -> 0.738 after epoch 10 (+0.074), label NMI
+/// with the classes 0.32 -> 0.54, clusters 131-136 of N/K = 133. Run with
+/// `cargo test --release --test method_sela -- --ignored`.
 #[test]
-#[ignore = "several minutes of CPU"]
+#[ignore = "about eight minutes of CPU"]
 fn sela_beats_random_init_in_ten_epochs() {
     let extra = ["--epochs", "10", "--batch-size", "128", "--hc", "2", "--ncl", "30", "--nopts", "30", "--min-scale", "0.3"];
     let f = run_sela(4000, 1000, &extra);
@@ -244,7 +247,7 @@ fn sela_beats_random_init_in_ten_epochs() {
         "sela 2x30, 10 epochs of 4000 images: {:.0} s; kNN top-1 after each epoch {:?}; {last:.3} vs random init {random:.3} ({:+.3}); label NMI vs classes {:?} -> {:?}",
         f.seconds, &f.knn[1..], last - random, rows[0].0, rows[rows.len() - 1].0
     );
-    assert!(last > random + 0.01, "kNN {last} vs random {random}");
+    assert!(last > random + 0.03, "kNN {last} vs random {random}");
 }
 
 /// The labels' NMI with the Fashion-MNIST classes, measured 0.28-0.45 over the relabellings of

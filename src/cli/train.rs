@@ -195,8 +195,9 @@ pub struct SelaArgs {
     /// SeLa: clusters per head (upstream 3000; its CIFAR code 128).
     #[arg(long, default_value_t = 3000)]
     pub ncl: usize,
-    /// SeLa: label optimisations over the run, at samples (epochs + 0.01)·N·(j/(nopts−1))²
-    /// (upstream 100; its CIFAR code 400, spaced linearly).
+    /// SeLa: label optimisations over the run, at samples (epochs + 0.01)·N·(j/(nopts−1))², the
+    /// first before the first step (upstream 100, at (E + 1.01)·N·(j/(nopts−1))² where its
+    /// --epochs E trains E + 1 epochs; its CIFAR code 400, spaced linearly).
     #[arg(long, default_value_t = 100)]
     pub nopts: usize,
     /// SeLa: λ, the power of the probabilities in the Sinkhorn-Knopp label optimisation
