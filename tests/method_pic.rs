@@ -260,3 +260,41 @@ fn tail_mean(steps: &[(f64, f64)], n: usize) -> (f64, f64) {
     let k = tail.len() as f64;
     (tail.iter().map(|s| s.0).sum::<f64>() / k, tail.iter().map(|s| s.1).sum::<f64>() / k)
 }
+
+/// What a short CPU run shows (measured; the test prints its figures). Settings: the small CNN,
+/// batch 32, constant lr 0.03, τ 0.2, mild crops (scale 0.8–1), the sliding window with D 256,
+/// S 64 (each image in 4 consecutive windows) for 3 epochs = 24 windows (chain positions
+/// 0..1728: most of the first pass), the full softmax over N = 2000.
+/// Within the first pass over the data the network learns the instance task, but only so far:
+/// the loss falls well below ln N (windows 4-23: 6.68 against 7.60, i.e. the own row gets
+/// ~2.5/N of the probability on average), while the own row is the top-1 of 2000 only about
+/// 1-4 times as often as chance (1/N; 3-6 hits in 5120 samples, too few to assert on). The
+/// trunk's kNN accuracy dips below the random network's (0.622 on these
+/// shards; 0.50–0.60 after 16-24 windows) and climbs back with more windows (0.61 after 60) without
+/// passing it: what is asserted is the instance task and no collapse (kNN far above chance 0.1).
+/// Longer runs (60 windows, or 20 epochs without the window) show the loss rising above ln N
+/// again once the window enters the second permutation: the rows of images last seen a pass
+/// earlier no longer match the trunk's features — PIC's infrequent-visit problem at N/B = 60
+/// steps per pass, which the paper's remedy (the sliding window) does not cure at this scale.
+#[test]
+fn short_run_loss_falls_well_below_chance() {
+    let extra = [
+        "--epochs", "3", "--batch-size", "32", "--lr", "0.03", "--schedule", "constant", "--min-scale", "0.8", "--use-sliding-window-sampler", "--window-size", "256", "--window-stride", "64",
+    ];
+    let r = run_pic(&extra);
+    assert_eq!(r.windows, 24, "3 epochs of 2000 with windows of 256: ceil(3 x 2000 / 256) = 24 windows");
+    assert_eq!(r.steps.len(), 24 * 8, "8 batches of 32 per window");
+    let n = TRAIN_IMAGES as f64;
+    // Skip the first 4 windows (no image seen before).
+    let (loss, acc) = tail_mean(&r.steps, 20 * 8);
+    eprintln!(
+        "pic: windows 4-23: loss {loss:.3} (ln N = {:.3}), own-instance top-1 {acc:.4} (chance 1/N = {:.4}); kNN top-1 {:.3} vs random init {:.3}; {:.0} s",
+        n.ln(),
+        1.0 / n,
+        r.knn[r.knn.len() - 1],
+        r.knn[0],
+        r.seconds
+    );
+    assert!(loss < n.ln() - 0.5, "loss {loss} not well below ln N");
+    assert!(r.knn.iter().all(|&a| a > 0.45), "kNN collapsed: {:?}", r.knn);
+}
