@@ -10,6 +10,7 @@ pub mod deepcluster;
 pub mod deepercluster;
 pub mod instdisc;
 pub mod moco;
+pub mod pic;
 pub mod rotnet;
 pub mod simclr;
 
@@ -24,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tch::{Device, Tensor};
 
-pub const METHODS: &[&str] = &["deepcluster", "rotnet", "deepercluster", "moco", "moco-v2", "simclr", "instdisc"];
+pub const METHODS: &[&str] = &["deepcluster", "rotnet", "deepercluster", "moco", "moco-v2", "simclr", "instdisc", "pic"];
 
 /// What a method sees at the start of an epoch.
 pub struct EpochContext<'a> {
@@ -107,6 +108,9 @@ pub fn defaults(method: &str) -> Option<Defaults> {
         "simclr" => Defaults { lr: 0.6, momentum: 0.9, weight_decay: 1e-6, nesterov: false, batch_size: 512, min_scale: 0.08 },
         // InstDisc main.py: lr 0.03, momentum 0.9, wd 1e-4, batch 256.
         "instdisc" => Defaults { lr: 0.03, momentum: 0.9, weight_decay: 1e-4, nesterov: false, batch_size: 256, min_scale: 0.2 },
+        // PIC main_pretrain.py / option.py: base lr 0.03 x B/256 (the CLI scales it), momentum
+        // 0.9, wd 1e-4, 64 per GPU x 4 GPUs = 256; crop scale 0.08 (scripts/PIC.sh --crop 0.08).
+        "pic" => Defaults { lr: 0.03, momentum: 0.9, weight_decay: 1e-4, nesterov: false, batch_size: 256, min_scale: 0.08 },
         _ => return None,
     })
 }
@@ -120,6 +124,7 @@ pub fn build(cfg: &TrainConfig, feature_dim: i64, device: Device) -> Result<Box<
         "moco" | "moco-v2" => Box::new(moco::Moco::new(cfg, feature_dim, device)?),
         "simclr" => Box::new(simclr::SimClr::new(cfg, feature_dim, device)),
         "instdisc" => Box::new(instdisc::InstDisc::new(cfg, feature_dim, device)),
+        "pic" => Box::new(pic::Pic::new(cfg, feature_dim, device)?),
         other => return Err(TrainError::Config(format!("unknown method {other:?}; known: {}", METHODS.join(", ")))),
     })
 }

@@ -48,6 +48,9 @@ pub struct TrainConfig {
     /// InstDisc / MoCo / SimCLR settings.
     #[serde(default)]
     pub contrastive: crate::method::contrastive::ContrastiveConfig,
+    /// PIC settings (its feature width and temperature are `contrastive.dim` / `.temperature`).
+    #[serde(default)]
+    pub pic: crate::method::pic::PicConfig,
 }
 
 impl TrainConfig {
