@@ -1,7 +1,8 @@
 //! Crash safety of training: a run (DeepCluster, DeeperCluster, MoCo v2, SimCLR with LARS,
-//! InstDisc, SeLa) killed with SIGKILL mid-epoch and resumed reads the same batches, logs the same
-//! losses and ends with the same weights (and, for the contrastive methods, the same key encoder,
-//! queue, memory bank, heads and SeLa's labels) as a run that was never interrupted.
+//! InstDisc, SeLa, PIC) killed with SIGKILL mid-epoch and resumed reads the same batches, logs
+//! the same losses and ends with the same weights (and, for the contrastive methods, SeLa and
+//! PIC, the same key encoder, queue, memory bank, heads, SeLa's labels and PIC's classifier with
+//! its lazy per-row state) as a run that was never interrupted.
 
 mod train_common;
 
@@ -10,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use train_common::{fashion_shards, metrics};
 
-fn train_cmd(data: &Path, run: &Path, method: &str) -> Command {
+fn train_cmd(data: &Path, run: &Path, method: &str, more: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_silt"));
     c.args(["train"]).arg(data).args(["--method", method, "--arch", "small", "--crop", "28", "--min-scale", "0.3", "--epochs", "2", "--batch-size", "64", "--k", "10", "--dim-pca", "32", "--log-every", "1", "--checkpoint-every", "2", "--workers", "2", "--threads", "1", "--seed", "7", "--super-classes", "8", "--reassignment", "1"]);
     // The contrastive methods with small queues / noise draws, MoCo with shuffle BN, SimCLR
@@ -22,18 +23,21 @@ fn train_cmd(data: &Path, run: &Path, method: &str) -> Command {
         // Two heads of 10 clusters; nopts 8 puts relabellings at steps 0, 1, 2, 4, 7, 11 and 15,
         // i.e. before and after both kills and in both epochs.
         "sela" => &["--hc", "2", "--ncl", "10", "--nopts", "8"],
+        // PIC: a small head; the sliding window (320 of 640, stride 160: 2 epochs become 4
+        // windows of 5 steps) and multi-crop, or the negative sampling's lazy state.
+        "pic" => &["--mlp-hidden", "64", "--use-sliding-window-sampler", "--window-size", "320", "--window-stride", "160"],
         _ => &[],
     };
-    c.args(extra);
+    c.args(extra).args(more);
     c.arg("--run-dir").arg(run).stdout(Stdio::null()).stderr(Stdio::piped());
     c
 }
 
 /// Methods whose own state (key encoder, queue, memory bank, heads) is compared too.
-const COMPARE_METHOD_STATE: &[&str] = &["moco", "moco-v2", "simclr", "instdisc", "sela"];
+const COMPARE_METHOD_STATE: &[&str] = &["moco", "moco-v2", "simclr", "instdisc", "sela", "pic"];
 
-fn run_to_end(data: &Path, run: &Path, method: &str) {
-    let out = train_cmd(data, run, method).output().unwrap();
+fn run_to_end(data: &Path, run: &Path, method: &str, more: &[&str]) {
+    let out = train_cmd(data, run, method, more).output().unwrap();
     assert!(out.status.success(), "silt train failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -51,17 +55,21 @@ fn final_weights(run: &Path, method: &str) -> Vec<(String, tch::Tensor)> {
 }
 
 fn kill_and_resume(method: &str) {
+    kill_and_resume_with(method, &[]);
+}
+
+fn kill_and_resume_with(method: &str, more: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let data = fashion_shards(&tmp.path().join("data"), "train", 640);
     let clean = tmp.path().join("clean");
-    run_to_end(&data, &clean, method);
+    run_to_end(&data, &clean, method, more);
     let reference = steps(&clean);
     assert_eq!(reference.len(), 20, "2 epochs of 640 samples in batches of 64");
 
     // Kill twice: once right after a mid-epoch checkpoint, once at a later moment of epoch 2.
     let crashed = tmp.path().join("crashed");
     for kill_after_step in [5u64, 14] {
-        let mut child = train_cmd(&data, &crashed, method).spawn().unwrap();
+        let mut child = train_cmd(&data, &crashed, method, more).spawn().unwrap();
         let t0 = Instant::now();
         loop {
             let done = steps(&crashed).iter().map(|s| s.0).max().unwrap_or(0);
@@ -77,7 +85,7 @@ fn kill_and_resume(method: &str) {
         child.wait().unwrap();
         eprintln!("{method}: killed after step {}", steps(&crashed).iter().map(|s| s.0).max().unwrap_or(0));
     }
-    run_to_end(&data, &crashed, method);
+    run_to_end(&data, &crashed, method, more);
     let resumed = steps(&crashed);
     assert_eq!(resumed.len(), reference.len(), "every step logged once after resumption");
     let mut worst = 0f64;
@@ -131,4 +139,14 @@ fn instdisc_resumes_exactly_after_sigkill() {
 #[test]
 fn sela_resumes_exactly_after_sigkill() {
     kill_and_resume("sela");
+}
+
+#[test]
+fn pic_multicrop_sliding_window_resumes_exactly_after_sigkill() {
+    kill_and_resume_with("pic", &["--aug", "multicrop", "--crop2", "0.5"]);
+}
+
+#[test]
+fn pic_negative_sampling_resumes_exactly_after_sigkill() {
+    kill_and_resume_with("pic", &["--negatives", "100"]);
 }

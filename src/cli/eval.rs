@@ -3,11 +3,11 @@
 //! (any conv layer, average-pooled below 10,000 dimensions as the seeds do).
 
 use crate::eval::knn::{knn_eval, KnnConfig};
-use crate::eval::linear::{linear_probe, pool_below, LinearProbeConfig};
-use crate::model::{self, ModelConfig, Network};
+use super::network::{layer_fn, LoadedNetwork, NetworkArgs};
+use crate::eval::linear::{linear_probe, LinearProbeConfig};
 use crate::train::evaluate::labelled;
 use crate::train::features::{extract_with, ExtractOptions};
-use crate::train::run::{device, trunk_from_checkpoint};
+use crate::train::run::device;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tch::{nn, Tensor};
+use tch::Tensor;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -34,20 +34,8 @@ pub enum EvalCommand {
 
 #[derive(Debug, Args)]
 pub struct Common {
-    /// A checkpoint (.safetensors) or a run directory (its latest checkpoint).
-    #[arg(long, required_unless_present = "random_init")]
-    pub checkpoint: Option<PathBuf>,
-    /// Evaluate a randomly initialised network instead (the baseline), built with --arch/--crop.
-    #[arg(long)]
-    pub random_init: bool,
-    /// Network for --random-init.
-    #[arg(long, default_value = "alexnet")]
-    pub arch: String,
-    #[arg(long)]
-    pub sobel: bool,
-    /// Input side for --random-init (a checkpoint brings its own).
-    #[arg(long, default_value_t = 224)]
-    pub crop: u32,
+    #[command(flatten)]
+    pub net: NetworkArgs,
     /// Labelled training shards (the kNN memory / the probe's training set).
     #[arg(long)]
     pub train: PathBuf,
@@ -66,8 +54,6 @@ pub struct Common {
     pub batch_size: usize,
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, |n| n.get()))]
     pub workers: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     #[arg(long)]
     pub json: bool,
 }
@@ -113,18 +99,8 @@ struct Features {
 
 impl Common {
     fn features(&self) -> anyhow::Result<Features> {
-        let (_vs, trunk, crop, source) = if self.random_init {
-            tch::manual_seed(self.seed as i64);
-            let vs = nn::VarStore::new(device());
-            let arch = <model::Arch as clap::ValueEnum>::from_str(&self.arch, true).map_err(|e| anyhow::anyhow!("--arch {}: {e}", self.arch))?;
-            let trunk = model::build(&vs.root(), &ModelConfig { arch, sobel: self.sobel, cifar_stem: self.crop <= 64 });
-            (vs, trunk, self.crop, format!("random {}", self.arch))
-        } else {
-            let path = self.checkpoint.as_ref().context("--checkpoint or --random-init")?;
-            let (vs, trunk, cfg) = trunk_from_checkpoint(path).with_context(|| format!("loading {}", path.display()))?;
-            (vs, trunk, cfg.crop, format!("{} ({} {})", path.display(), cfg.method, cfg.arch))
-        };
-        let layer = self.layer_fn(trunk.as_ref())?;
+        let LoadedNetwork { _vs, trunk, crop, source } = self.net.load()?;
+        let layer = layer_fn(trunk.as_ref(), &self.layer, crop)?;
         let opts = ExtractOptions { crop, batch_size: self.batch_size, workers: self.workers, device: device() };
         let run = |p: &PathBuf, limit: Option<u64>| -> anyhow::Result<(Tensor, Vec<i64>)> {
             let ds = Arc::new(Dataset::open(p).with_context(|| format!("opening {}", p.display()))?);
@@ -139,22 +115,6 @@ impl Common {
         }
         let classes = train.1.iter().chain(&test.1).max().map_or(0, |&m| m as usize + 1);
         Ok(Features { train, test, classes, source })
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn layer_fn(&self, trunk: &dyn Network) -> anyhow::Result<Box<dyn Fn(&dyn Network, &Tensor) -> Tensor>> {
-        if self.layer == "features" {
-            return Ok(Box::new(|t: &dyn Network, x: &Tensor| t.forward_t(x, false)));
-        }
-        let Some(i) = self.layer.strip_prefix("conv").and_then(|n| n.parse::<usize>().ok()).filter(|&i| i >= 1) else {
-            bail!("--layer must be `features` or convN (N from 1), not {:?}", self.layer);
-        };
-        let probe = Tensor::zeros([1, 3, self.crop.max(32) as i64, self.crop.max(32) as i64], (tch::Kind::Float, device()));
-        let n = tch::no_grad(|| trunk.conv_outputs(&probe, false).len());
-        if i > n {
-            bail!("--layer conv{i}: this network has {n} conv layers/stages");
-        }
-        Ok(Box::new(move |t: &dyn Network, x: &Tensor| pool_below(&t.conv_outputs(x, false)[i - 1], 10_000)))
     }
 }
 
@@ -176,7 +136,7 @@ impl KnnArgs {
 impl LinearArgs {
     fn run(&self, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         let f = self.common.features()?;
-        let cfg = LinearProbeConfig { epochs: self.epochs, lr: self.lr, weight_decay: self.weight_decay, seed: self.common.seed, ..LinearProbeConfig::default() };
+        let cfg = LinearProbeConfig { epochs: self.epochs, lr: self.lr, weight_decay: self.weight_decay, seed: self.common.net.seed, ..LinearProbeConfig::default() };
         let r = linear_probe(&f.train.0, &f.train.1, &f.test.0, &f.test.1, f.classes, &cfg)?;
         if self.common.json {
             writeln!(out, "{}", json!({ "model": f.source, "layer": self.common.layer, "epochs": self.epochs, "top1": r.top1, "top5": r.top5,

@@ -1,6 +1,7 @@
 //! `silt loader ...`: measure the loader and look at what it produces.
 
 use crate::loader::{cpu_decoder_factory, preset, presets::PRESETS, run_epoch, LoaderConfig, Sampler, SamplerKind};
+use crate::report::grid::{image_grid, planar_image};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -247,23 +248,14 @@ impl ShowArgs {
         };
         // Columns: every image of every view slot (4 per view with rotations).
         let cols: Vec<(usize, usize)> = batch.views.iter().enumerate().flat_map(|(v, vb)| (0..vb.n / batch.len()).map(move |r| (v, r))).collect();
-        let cell = batch.views.iter().map(|v| v.size).max().unwrap_or(224) + 4;
-        let (gw, gh) = (cell * cols.len() as u32, cell * batch.len() as u32);
-        let mut grid = image::RgbImage::from_pixel(gw, gh, image::Rgb([255, 255, 255]));
+        let mut cells = Vec::with_capacity(batch.len() * cols.len());
         for row in 0..batch.len() {
-            for (c, &(v, r)) in cols.iter().enumerate() {
+            for &(v, r) in &cols {
                 let vb = &batch.views[v];
-                let per = vb.n / batch.len();
-                let s = vb.size as usize;
-                let img = (row * per + r) * 3 * s * s;
-                for y in 0..s {
-                    for x in 0..s {
-                        let px = [0, 1, 2].map(|ch| vb.data[img + ch * s * s + y * s + x]);
-                        grid.put_pixel(c as u32 * cell + 2 + x as u32, row as u32 * cell + 2 + y as u32, image::Rgb(px));
-                    }
-                }
+                cells.push(planar_image(&vb.data, vb.size, row * (vb.n / batch.len()) + r)?);
             }
         }
+        let grid = image_grid(&cells, cols.len(), 2)?;
         grid.save(&self.out).with_context(|| format!("writing {}", self.out.display()))?;
         writeln!(out, "wrote {} ({} images x {} views, preset {})", self.out.display(), batch.len(), cols.len(), self.preset)?;
         Ok(ExitCode::SUCCESS)

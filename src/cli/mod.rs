@@ -8,10 +8,12 @@ mod eval;
 mod export;
 mod ingest;
 mod loader;
+mod network;
 mod progress;
 mod report;
 mod shards;
 mod train;
+mod visualize;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -41,8 +43,8 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Benchmark the data loader and draw grids of augmented views.
     Loader(loader::LoaderArgs),
-    /// Train a network without labels: DeepCluster, RotNet or DeeperCluster. Resumes a run
-    /// directory that holds a checkpoint.
+    /// Train a network without labels: DeepCluster, RotNet, DeeperCluster, MoCo v1/v2, SimCLR,
+    /// InstDisc. Resumes a run directory that holds a checkpoint.
     Train(train::TrainArgs),
     /// Score a checkpoint's features on labelled shards: kNN or a linear probe.
     Eval(eval::EvalArgs),
@@ -52,6 +54,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Draw a run's metrics.jsonl as PNG plots (loss, lr, NMI, kNN, cluster sizes) in RUN_DIR/report/.
     Report(report::ReportArgs),
+    /// What a network's filters respond to: top-activating images per filter or per cluster, and
+    /// filter images by gradient ascent on the input (PNG grids).
+    Visualize(visualize::VisualizeArgs),
 }
 
 impl Command {
@@ -67,6 +72,7 @@ impl Command {
             Command::Export(a) => a.run(out),
             Command::Bench(a) => a.run(out),
             Command::Report(a) => a.run(out),
+            Command::Visualize(a) => a.run(out),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! `silt train`: one self-supervised run (DeepCluster, RotNet, DeeperCluster, MoCo v1/v2, SimCLR,
-//! InstDisc, SeLa) on a shard dataset. Re-running with the same `--run-dir` resumes from its latest
-//! checkpoint.
+//! InstDisc, SeLa, PIC) on a shard dataset. Re-running with the same `--run-dir` resumes from its
+//! latest checkpoint.
 
 use crate::method::contrastive::{default_temperature, ContrastiveConfig};
+use crate::method::pic::{default_small_crop, window_epochs, CacheMode, PicConfig};
 use crate::method::sela::SelaConfig;
 use crate::method::{defaults, METHODS};
 use crate::train::schedule::{LrSchedule, Schedule};
@@ -18,7 +19,8 @@ pub enum ScheduleArg {
     /// The method's own: RotNet's step table, constant for DeepCluster and DeeperCluster; MoCo v1
     /// and InstDisc ×0.1 at --milestones (default 120,160); cosine for MoCo v2 and SimCLR; SeLa
     /// ×0.1 at --milestones (default 150,300,350: lr·0.1^(epoch//150) below epoch 350, lr·1e-3
-    /// from 350).
+    /// from 350); PIC: cosine to 1e-6 after a warm-up from lr/100 over epochs/40 (integer
+    /// division).
     Auto,
     Constant,
     Cosine,
@@ -31,7 +33,7 @@ pub struct TrainArgs {
     /// Training shards (a silt dataset directory, see `silt ingest`).
     pub data: PathBuf,
     /// deepcluster, rotnet, deepercluster, moco (v1), moco-v2 (= moco --mlp --aug-plus
-    /// --temperature 0.2 --schedule cosine), simclr, instdisc or sela.
+    /// --temperature 0.2 --schedule cosine), simclr, instdisc, sela or pic.
     #[arg(long, default_value = "deepcluster", value_parser = clap::builder::PossibleValuesParser::new(METHODS))]
     pub method: String,
     /// Run directory (metrics.jsonl, checkpoints/, pseudo_labels.tsv, report/). An existing one
@@ -67,25 +69,26 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 200)]
     pub epochs: u64,
     /// Images per step (default: the method's: DeepCluster 256, RotNet 192, DeeperCluster 48,
-    /// MoCo 256, SimCLR 512, InstDisc 256, SeLa 256).
+    /// MoCo 256, SimCLR 512, InstDisc 256, SeLa 256, PIC 256).
     #[arg(long, alias = "batch")]
     pub batch_size: Option<usize>,
     /// Learning rate (default: DeepCluster 0.05, RotNet 0.01, DeeperCluster 0.1, MoCo 0.03,
-    /// SimCLR 0.3 × batch/256, InstDisc 0.03, SeLa 0.08).
+    /// SimCLR 0.3 × batch/256, InstDisc 0.03, SeLa 0.08, PIC 0.03 × batch/256).
     #[arg(long)]
     pub lr: Option<f64>,
     /// SGD momentum (default 0.9).
     #[arg(long)]
     pub momentum: Option<f64>,
     /// Weight decay (default: DeepCluster 1e-5, RotNet 5e-4, DeeperCluster 1e-5, MoCo 1e-4,
-    /// SimCLR 1e-6, InstDisc 1e-4, SeLa 1e-5).
+    /// SimCLR 1e-6, InstDisc 1e-4, SeLa 1e-5, PIC 1e-4 — on its classifier W too).
     #[arg(long, alias = "wd")]
     pub weight_decay: Option<f64>,
     #[arg(long, value_enum, default_value_t = ScheduleArg::Auto)]
     pub schedule: ScheduleArg,
-    /// Epochs of linear warm-up.
-    #[arg(long, default_value_t = 0.0)]
-    pub warmup_epochs: f64,
+    /// Epochs of linear warm-up from lr/100 (default 0; PIC: epochs/40, rescaled like the epochs
+    /// with --use-sliding-window-sampler).
+    #[arg(long, alias = "warmup-epoch")]
+    pub warmup_epochs: Option<f64>,
     /// Epochs at which --schedule step multiplies the rate by 0.1.
     #[arg(long, value_delimiter = ',')]
     pub milestones: Vec<f64>,
@@ -117,6 +120,9 @@ pub struct TrainArgs {
     /// SeLa's flags (boxed for the same reason).
     #[command(flatten)]
     pub sela: Box<SelaArgs>,
+    /// PIC's flags (boxed for the same reason).
+    #[command(flatten)]
+    pub pic: Box<PicArgs>,
     #[arg(long, default_value_t = 31)]
     pub seed: u64,
     /// Decode/augment threads.
@@ -147,7 +153,8 @@ pub struct TrainArgs {
 pub struct ContrastiveArgs {
     /// MoCo / SimCLR / InstDisc: output width of the projection head (MoCo --moco-dim, InstDisc
     /// --low-dim, SimCLR --proj_out_dim; all 128).
-    #[arg(long, visible_alias = "low-dim", default_value_t = 128)]
+    /// PIC: width of W's rows and of the head's output (PIC --feature-dim).
+    #[arg(long, visible_alias = "low-dim", visible_alias = "feature-dim", default_value_t = 128)]
     pub moco_dim: i64,
     /// MoCo: negative keys in the queue (upstream 65536; its CIFAR colab 4096).
     #[arg(long, default_value_t = 65536)]
@@ -156,8 +163,8 @@ pub struct ContrastiveArgs {
     #[arg(long, default_value_t = 0.999)]
     pub moco_m: f64,
     /// Softmax temperature (default: MoCo v1 0.07, MoCo v2 0.2, SimCLR 0.1 (its CIFAR runs 0.5),
-    /// InstDisc 0.07 (its CIFAR runs 0.1)).
-    #[arg(long, visible_alias = "moco-t", visible_alias = "nce-t")]
+    /// InstDisc 0.07 (its CIFAR runs 0.1), PIC 0.2 (scripts/PIC.sh)).
+    #[arg(long, visible_alias = "moco-t", visible_alias = "nce-t", visible_alias = "contrast-temperature")]
     pub temperature: Option<f64>,
     /// MoCo / InstDisc: MLP projection head (feature_dim → feature_dim, ReLU, → dim) instead of a
     /// linear one (MoCo v2's --mlp; on by default for moco-v2).
@@ -214,6 +221,67 @@ pub struct SelaArgs {
     pub augs: u8,
 }
 
+/// PIC's augmentation (upstream `--aug`).
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum PicAug {
+    /// One crop per image: RandomResizedCrop(--crop, --min-scale..1), flip, colour jitter
+    /// (.8,.8,.8,.2) with p .8, grayscale .2, blur .5 (no blur for crops of 64 px or less).
+    Simclr,
+    /// scripts/PIC.sh: one crop of --crop px (scale --crop2..1) plus --num-crop2 crops of
+    /// --image-size2 px (scale --min-scale..--crop2), same colour ops; the small crops train the
+    /// encoder only (their logits use W.detach()).
+    #[value(alias = "multi-crop")]
+    Multicrop,
+}
+
+/// PIC (parametric instance classification) settings, named after bl0/PIC's flags. Upstream's
+/// `--crop` (smallest crop area) is --min-scale here (PIC default 0.08) and `--image-size` is
+/// --crop; zipped ImageNet (`--zip`) is read by converting it once with `silt ingest zip`.
+#[derive(Debug, Args)]
+pub struct PicArgs {
+    /// PIC: simclr (one crop) or multicrop (1 large + --num-crop2 small crops).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = PicAug::Simclr)]
+    pub aug: PicAug,
+    /// PIC multicrop: side of the small crops (default 96 next to large crops of 160 px or more,
+    /// else 0.6 × --crop, upstream's 96/160).
+    #[arg(long)]
+    pub image_size2: Option<u32>,
+    /// PIC multicrop: smallest area of the large crop and largest of the small ones.
+    #[arg(long, default_value_t = 0.14)]
+    pub crop2: f64,
+    /// PIC multicrop: number of small crops.
+    #[arg(long, default_value_t = 3)]
+    pub num_crop2: usize,
+    /// PIC: sliding-window data scheduler — an epoch is a window of --window-size samples that
+    /// moves by --window-stride over an endless chain of permutations, so each image is seen in
+    /// window/stride consecutive epochs; --epochs (and the warm-up) are rescaled to
+    /// ceil(epochs × N / window).
+    #[arg(long)]
+    pub use_sliding_window_sampler: bool,
+    /// PIC: sliding window size D (capped at the number of records).
+    #[arg(long, default_value_t = 131072)]
+    pub window_size: u64,
+    /// PIC: sliding window stride S.
+    #[arg(long, default_value_t = 16384)]
+    pub window_stride: u64,
+    /// PIC: part = draw only from this process's own contiguous shards (upstream shards its
+    /// in-memory cache this way); full / no = shuffle over every record. With one process all
+    /// three read the same records (in different orders); shards are memory-mapped, so there is
+    /// no separate byte cache. Without effect with --use-sliding-window-sampler.
+    #[arg(long, value_enum, default_value_t = CacheMode::Part)]
+    pub cache_mode: CacheMode,
+    /// PIC: softmax over the batch's own classes plus the K most recently visited instances (the
+    /// paper's negative sampling, not in the released code), with the skipped momentum and
+    /// weight-decay updates of W's rows applied in closed form when they are touched again;
+    /// 0 = full softmax over all N instances (the released code).
+    #[arg(long, default_value_t = 0)]
+    pub negatives: usize,
+    /// PIC: hidden width of the MLP head (in → hidden → --feature-dim; upstream --mlp-head,
+    /// 2048); 0 = one linear layer.
+    #[arg(long, default_value_t = 2048)]
+    pub mlp_hidden: i64,
+}
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -222,10 +290,28 @@ impl TrainArgs {
     pub fn config(&self) -> anyhow::Result<TrainConfig> {
         let Some(d) = defaults(&self.method) else { bail!("unknown method {}", self.method) };
         let batch_size = self.batch_size.unwrap_or(d.batch_size);
-        // SimCLR scales its base rate 0.3 linearly with the batch.
-        let lr = self.lr.unwrap_or(if self.method == "simclr" { 0.3 * batch_size as f64 / 256.0 } else { d.lr });
+        // SimCLR and PIC scale their base rate linearly with the batch.
+        let lr = self.lr.unwrap_or(match self.method.as_str() {
+            "simclr" => 0.3 * batch_size as f64 / 256.0,
+            "pic" => d.lr * batch_size as f64 / 256.0,
+            _ => d.lr,
+        });
         let v2 = self.method == "moco-v2";
+        let pic = self.method == "pic";
+        // PIC's warm-up: epochs/40 (scripts/PIC.sh, integer division).
+        let mut warmup = self.warmup_epochs.unwrap_or(if pic { (self.epochs / 40) as f64 } else { 0.0 });
+        let mut epochs = self.epochs;
+        let p = &self.pic;
+        if pic && p.use_sliding_window_sampler {
+            // main_pretrain.py: with the sliding window an epoch is one window, and the epoch
+            // count and the warm-up become ceil(x · N / D).
+            let ds = silt_shards::Dataset::open(&self.data)?;
+            let records = self.limit.map_or(ds.len(), |l| l.min(ds.len()));
+            epochs = window_epochs(self.epochs as f64, records, p.window_size) as u64;
+            warmup = window_epochs(warmup, records, p.window_size);
+        }
         let schedule = match self.schedule {
+            ScheduleArg::Auto if pic => Schedule::Cosine { epochs: epochs as f64, final_lr: 1e-6 },
             ScheduleArg::Auto if self.method == "rotnet" => LrSchedule::rotnet_table(lr).schedule,
             ScheduleArg::Auto if v2 || self.method == "simclr" => Schedule::Cosine { epochs: self.epochs as f64, final_lr: 0.0 },
             ScheduleArg::Auto if self.method == "moco" || self.method == "instdisc" => {
@@ -238,7 +324,7 @@ impl TrainArgs {
                 Schedule::Step { milestones, gamma: 0.1 }
             }
             ScheduleArg::Auto | ScheduleArg::Constant => Schedule::Constant,
-            ScheduleArg::Cosine => Schedule::Cosine { epochs: self.epochs as f64, final_lr: 0.0 },
+            ScheduleArg::Cosine => Schedule::Cosine { epochs: epochs as f64, final_lr: 0.0 },
             ScheduleArg::Step => Schedule::Step { milestones: self.milestones.clone(), gamma: 0.1 },
         };
         Ok(TrainConfig {
@@ -253,13 +339,13 @@ impl TrainArgs {
             pretrained: self.pretrained.clone(),
             crop: self.crop,
             min_scale: self.min_scale.unwrap_or(d.min_scale),
-            epochs: self.epochs,
+            epochs,
             batch_size,
             lr,
             momentum: self.momentum.unwrap_or(d.momentum),
             weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
             nesterov: d.nesterov,
-            schedule: LrSchedule { base: lr, schedule, warmup_epochs: self.warmup_epochs, warmup_start: 0.01 },
+            schedule: LrSchedule { base: lr, schedule, warmup_epochs: warmup, warmup_start: 0.01 },
             seed: self.seed,
             workers: self.workers.max(1),
             threads: self.threads,
@@ -295,6 +381,18 @@ impl TrainArgs {
             sela: {
                 let s = &self.sela;
                 SelaConfig { hc: s.hc, ncl: s.ncl, nopts: s.nopts, lambda: s.lamb, tol: s.sk_tol, augs: s.augs }
+            },
+            pic: PicConfig {
+                hidden: p.mlp_hidden.max(0),
+                multicrop: p.aug == PicAug::Multicrop,
+                small_crop: p.image_size2.unwrap_or_else(|| default_small_crop(self.crop)),
+                crop2: p.crop2,
+                num_small: p.num_crop2,
+                sliding_window: p.use_sliding_window_sampler,
+                window_size: p.window_size,
+                window_stride: p.window_stride,
+                cache_mode: p.cache_mode,
+                negatives: p.negatives,
             },
         })
     }

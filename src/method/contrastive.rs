@@ -70,7 +70,7 @@ impl Default for ContrastiveConfig {
 /// The temperature each method uses upstream.
 pub fn default_temperature(method: &str) -> f64 {
     match method {
-        "moco-v2" => 0.2,
+        "moco-v2" | "pic" => 0.2,
         "simclr" => 0.1,
         _ => 0.07,
     }
@@ -113,6 +113,9 @@ pub enum HeadKind {
     Linear,
     /// MoCo v2: Linear in → in, ReLU, Linear in → dim (no BN), PyTorch's default init.
     Mlp,
+    /// PIC (contrast/resnet.py `mlp_head`): Linear in → hidden (`mid_dim` 2048), ReLU, Linear
+    /// hidden → dim (no BN), PyTorch's default init.
+    WideMlp { hidden: i64 },
     /// SimCLR v1 (model_util.py `projection_head`, nonlinear): Linear in → in without bias, BN
     /// (γ, β), ReLU, Linear in → dim without bias, BN (γ only: `center=False`); dense layers
     /// N(0, 0.01) as SimCLR initialises them.
@@ -169,6 +172,13 @@ impl Projection {
                 fc1: linear(p / "0", in_dim, in_dim, true, HeadInit::TorchDefault),
                 bn1: None,
                 fc2: Some(linear(p / "2", in_dim, out_dim, true, HeadInit::TorchDefault)),
+                bn2: None,
+            },
+            HeadKind::WideMlp { hidden } => Projection {
+                kind,
+                fc1: linear(p / "0", in_dim, hidden, true, HeadInit::TorchDefault),
+                bn1: None,
+                fc2: Some(linear(p / "2", hidden, out_dim, true, HeadInit::TorchDefault)),
                 bn2: None,
             },
             HeadKind::SimclrMlp => Projection {

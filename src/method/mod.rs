@@ -10,6 +10,7 @@ pub mod deepcluster;
 pub mod deepercluster;
 pub mod instdisc;
 pub mod moco;
+pub mod pic;
 pub mod rotnet;
 pub mod sela;
 pub mod simclr;
@@ -25,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tch::{Device, Tensor};
 
-pub const METHODS: &[&str] = &["deepcluster", "rotnet", "deepercluster", "moco", "moco-v2", "simclr", "instdisc", "sela"];
+pub const METHODS: &[&str] = &["deepcluster", "rotnet", "deepercluster", "moco", "moco-v2", "simclr", "instdisc", "sela", "pic"];
 
 /// What a method sees at the start of an epoch.
 pub struct EpochContext<'a> {
@@ -120,6 +121,9 @@ pub fn defaults(method: &str) -> Option<Defaults> {
         // SeLa main.py: lr 0.08 (the code's default; its help text says 0.05), momentum 0.9,
         // wd 10^-5, batch 256.
         "sela" => Defaults { lr: 0.08, momentum: 0.9, weight_decay: 1e-5, nesterov: false, batch_size: 256, min_scale: 0.08 },
+        // PIC main_pretrain.py / option.py: base lr 0.03 x B/256 (the CLI scales it), momentum
+        // 0.9, wd 1e-4, 64 per GPU x 4 GPUs = 256; crop scale 0.08 (scripts/PIC.sh --crop 0.08).
+        "pic" => Defaults { lr: 0.03, momentum: 0.9, weight_decay: 1e-4, nesterov: false, batch_size: 256, min_scale: 0.08 },
         _ => return None,
     })
 }
@@ -134,6 +138,7 @@ pub fn build(cfg: &TrainConfig, feature_dim: i64, device: Device) -> Result<Box<
         "simclr" => Box::new(simclr::SimClr::new(cfg, feature_dim, device)),
         "instdisc" => Box::new(instdisc::InstDisc::new(cfg, feature_dim, device)),
         "sela" => Box::new(sela::Sela::new(cfg, feature_dim, device)?),
+        "pic" => Box::new(pic::Pic::new(cfg, feature_dim, device)?),
         other => return Err(TrainError::Config(format!("unknown method {other:?}; known: {}", METHODS.join(", ")))),
     })
 }

@@ -1,8 +1,6 @@
 //! Image grids: many small RGB images laid out in rows, e.g. the 9 images that activate a filter
-//! most, or the first images of each cluster (DeepCluster `visu/`).
-//!
-//! (`silt loader show` draws its own grid straight from batch tensors in `src/cli/loader.rs`;
-//! the two could share this function.)
+//! most, the images nearest each cluster's mean (DeepCluster `visu/`), or a loader's augmented
+//! views (`silt loader show`).
 
 use super::ReportError;
 use image::{Rgb, RgbImage};
@@ -49,6 +47,35 @@ pub fn image_grid(images: &[(u32 /*w*/, u32 /*h*/, Vec<u8> /*RGB*/)], cols: usiz
         }
     }
     Ok(grid)
+}
+
+/// An RGB image: width, height, bytes row-major.
+pub type Rgb8 = (u32, u32, Vec<u8>);
+
+/// Image `i` of a loader view batch (planar bytes, [n, 3, size, size]) as row-major RGB.
+pub fn planar_image(data: &[u8], size: u32, i: usize) -> Result<Rgb8, ReportError> {
+    let plane = size as usize * size as usize;
+    let img = data.get(i * 3 * plane..(i + 1) * 3 * plane).ok_or_else(|| ReportError::Invalid(format!("image {i} is beyond the batch ({} bytes)", data.len())))?;
+    let px = (0..plane).flat_map(|p| [img[p], img[plane + p], img[2 * plane + p]]).collect();
+    Ok((size, size, px))
+}
+
+/// Nearest-neighbour upscaling by an integer factor (small images, e.g. 28-pixel MNIST, stay
+/// readable in a grid).
+pub fn zoom(img: Rgb8, factor: u32) -> Rgb8 {
+    if factor <= 1 {
+        return img;
+    }
+    let (w, h, px) = img;
+    let (zw, zh) = (w * factor, h * factor);
+    let mut out = Vec::with_capacity(zw as usize * zh as usize * 3);
+    for y in 0..zh {
+        for x in 0..zw {
+            let p = (((y / factor) * w + x / factor) * 3) as usize;
+            out.extend_from_slice(&px[p..p + 3]);
+        }
+    }
+    (zw, zh, out)
 }
 
 /// Saves an image as PNG (the format follows from nothing but this function: any extension).

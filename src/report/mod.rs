@@ -1,16 +1,19 @@
 //! Reports of a training run: PNG plots drawn from the run's `metrics.jsonl` ([`metrics`] reads
 //! it, [`plot`] draws it: loss, learning rate, throughput, NMI against labels and between
 //! successive clusterings, k-means loss, kNN accuracy, cluster sizes) and image grids
-//! ([`grid`], for "top-9 images per cluster / per filter" visualisations).
+//! ([`grid`]) of the images that excite a filter most or sit nearest a cluster's mean
+//! ([`top_images`]), and filter visualisation by gradient ascent on the input ([`filters`]).
 //!
 //! Plots are drawn with `plotters` into an in-memory RGB buffer and saved as PNG with `image`.
 //! Text needs a TrueType font read at run time: `$SILT_FONT` if set, else DejaVu Sans from the
 //! Debian package `fonts-dejavu-core` (or a few other common sans-serif fonts); a missing font is
 //! [`ReportError::FontMissing`], which names the package.
 
+pub mod filters;
 pub mod grid;
 pub mod metrics;
 pub mod plot;
+pub mod top_images;
 
 pub use grid::{image_grid, save_png};
 pub use metrics::{BadLine, ClusterRecord, EpochRecord, EvalRecord, Metrics, StepRecord};

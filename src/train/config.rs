@@ -51,6 +51,9 @@ pub struct TrainConfig {
     /// SeLa settings.
     #[serde(default)]
     pub sela: crate::method::sela::SelaConfig,
+    /// PIC settings (its feature width and temperature are `contrastive.dim` / `.temperature`).
+    #[serde(default)]
+    pub pic: crate::method::pic::PicConfig,
 }
 
 impl TrainConfig {

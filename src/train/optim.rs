@@ -149,3 +149,117 @@ impl Sgd {
         Ok(n)
     }
 }
+
+/// Momentum SGD with weight decay for a large matrix of which each step only touches some rows
+/// (PIC's instance classifier W with negative sampling): the rows a step leaves out get no
+/// gradient, but with weight decay and momentum they would still move — `torch.optim.SGD` on the
+/// whole matrix steps every row, with ∇ = 0 for the untouched ones. Stepping all N rows every
+/// step costs O(N·dim); here a row is brought up to date only when it is touched again, in
+/// closed form.
+///
+/// With ∇ = 0 one step of learning rate η is linear in (w, b) and the same for every row:
+/// b' = m·b + wd·w, w' = w − η·b', i.e. (w, b) ← M(η)·(w, b) with
+/// M(η) = [[1 − η·wd, −η·m], [wd, m]]. A row last stepped at step s is brought to step t − 1 by
+/// M(η_{t−1})···M(η_{s+1}), computed in f64 from the logged learning rates (the per-iteration
+/// schedule changes η every step, so a power of one matrix would not do). The momentum buffer
+/// starts at zero, which equals PyTorch's first-step rule b = g. Nesterov and LARS are not
+/// linear in this way and are not supported.
+#[derive(Debug)]
+pub struct LazyRowSgd {
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Momentum buffer, the shape of the matrix.
+    pub buffer: Tensor,
+    /// Per row: the step that last updated it (−1: never).
+    pub last: Vec<i64>,
+    /// The learning rate of every step taken so far; its length is the number of steps.
+    pub lrs: Vec<f64>,
+}
+
+impl LazyRowSgd {
+    pub fn new(rows: i64, cols: i64, momentum: f64, weight_decay: f64, device: tch::Device) -> Self {
+        LazyRowSgd { momentum, weight_decay, buffer: Tensor::zeros([rows, cols], (tch::Kind::Float, device)), last: vec![-1; rows as usize], lrs: Vec::new() }
+    }
+
+    /// Steps taken so far (the index of the next one).
+    pub fn steps(&self) -> i64 {
+        self.lrs.len() as i64
+    }
+
+    /// The 2×2 map (row-major) that applies gradient-free steps s+1 ..= t−1 to (w, b), for
+    /// every distinct `s` of `since` (t = the next step).
+    fn catch_up_maps(&self, since: &[i64]) -> std::collections::HashMap<i64, [f64; 4]> {
+        let t = self.steps();
+        let mut wanted: Vec<i64> = since.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut maps = std::collections::HashMap::with_capacity(wanted.len());
+        // Walk back from t − 1: R(s) = M_{t−1}···M_{s+1}, R(s − 1) = R(s)·M_s.
+        let (m, wd) = (self.momentum, self.weight_decay);
+        let mut r = [1.0, 0.0, 0.0, 1.0];
+        let mut s = t - 1;
+        for &want in wanted.iter().rev() {
+            while s > want {
+                let eta = self.lrs[s as usize];
+                let mm = [1.0 - eta * wd, -eta * m, wd, m];
+                r = [r[0] * mm[0] + r[1] * mm[2], r[0] * mm[1] + r[1] * mm[3], r[2] * mm[0] + r[3] * mm[2], r[2] * mm[1] + r[3] * mm[3]];
+                s -= 1;
+            }
+            maps.insert(want, r);
+        }
+        maps
+    }
+
+    /// Brings rows `rows` of `w` (and their momentum) up to date: applies the gradient-free
+    /// steps they missed since they were last updated.
+    pub fn catch_up(&mut self, w: &Tensor, rows: &[i64]) {
+        let since: Vec<i64> = rows.iter().map(|&r| self.last[r as usize]).collect();
+        if since.iter().all(|&s| s == self.steps() - 1) {
+            return;
+        }
+        let maps = self.catch_up_maps(&since);
+        let coef = |k: usize| {
+            let v: Vec<f32> = since.iter().map(|s| maps[s][k] as f32).collect();
+            Tensor::from_slice(&v).to_device(w.device()).unsqueeze(1)
+        };
+        let idx = Tensor::from_slice(rows).to_device(w.device());
+        tch::no_grad(|| {
+            let (wr, br) = (w.index_select(0, &idx), self.buffer.index_select(0, &idx));
+            let w_new = &wr * coef(0) + &br * coef(1);
+            let b_new = &wr * coef(2) + &br * coef(3);
+            let mut w = w.shallow_clone();
+            let _ = w.index_copy_(0, &idx, &w_new);
+            let _ = self.buffer.index_copy_(0, &idx, &b_new);
+        });
+        for &r in rows {
+            self.last[r as usize] = self.steps() - 1;
+        }
+    }
+
+    /// Brings every row up to date (before reading the whole matrix).
+    pub fn catch_up_all(&mut self, w: &Tensor) {
+        let rows: Vec<i64> = (0..self.last.len() as i64).collect();
+        self.catch_up(w, &rows);
+    }
+
+    /// One step of learning rate `lr` for rows `rows` (already caught up) with their gradient
+    /// `grad` [rows, cols]; PyTorch's rule g = ∇ + wd·w, b = m·b + g, w −= lr·b. Rows not named
+    /// fall one step behind, to be caught up when next touched. Ends the step.
+    pub fn step(&mut self, w: &Tensor, rows: &[i64], grad: &Tensor, lr: f64) {
+        let idx = Tensor::from_slice(rows).to_device(w.device());
+        tch::no_grad(|| {
+            let wr = w.index_select(0, &idx);
+            let g = grad + &wr * self.weight_decay;
+            let b = self.buffer.index_select(0, &idx) * self.momentum + g;
+            let w_new = wr - &b * lr;
+            let mut w = w.shallow_clone();
+            let _ = w.index_copy_(0, &idx, &w_new);
+            let _ = self.buffer.index_copy_(0, &idx, &b);
+        });
+        let t = self.steps();
+        for &r in rows {
+            self.last[r as usize] = t;
+        }
+        self.lrs.push(lr);
+    }
+}
