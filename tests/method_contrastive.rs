@@ -17,7 +17,7 @@ use silt::train::optim::{Sgd, SgdConfig};
 use std::path::Path;
 use std::process::Command;
 use tch::{nn, Device, Kind, Tensor};
-use train_common::{fashion_shards, metrics};
+use train_common::metrics;
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 
@@ -187,11 +187,6 @@ fn losses_heads_and_updates_match_pytorch() {
 // ---------------------------------------------------------------------------------------------
 // Short real-data runs.
 
-fn silt(args: &[String]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_silt")).args(args).output().unwrap();
-    assert!(out.status.success(), "silt {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// Trains `method` for a few epochs on Fashion-MNIST with the small CNN and returns the kNN top-1
 /// of the random network and after each epoch, and the logged (loss, accuracy) of every step.
 fn short_run(method: &str, extra: &[&str]) -> (Vec<f64>, Vec<(f64, f64)>) {
@@ -199,23 +194,13 @@ fn short_run(method: &str, extra: &[&str]) -> (Vec<f64>, Vec<(f64, f64)>) {
 }
 
 fn run_on(method: &str, train_images: usize, test_images: usize, extra: &[&str]) -> (Vec<f64>, Vec<(f64, f64)>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let train = fashion_shards(&data.join("train"), "train", train_images);
-    let test = fashion_shards(&data.join("test"), "t10k", test_images);
-    let run = tmp.path().join("run");
-    let p = |x: &Path| x.to_str().unwrap().to_string();
-    let mut args: Vec<String> = vec!["train".into(), p(&train), "--method".into(), method.into(), "--eval-data".into(), p(&test), "--run-dir".into(), p(&run)];
-    let common = ["--arch", "small", "--crop", "28", "--workers", "1", "--threads", "1", "--seed", "3", "--log-every", "1", "--checkpoint-every", "0"];
-    args.extend(common.iter().chain(extra).map(|s| s.to_string()));
-    let t0 = std::time::Instant::now();
-    silt(&args);
-    let knn: Vec<f64> = metrics(&run, "eval").iter().map(|v| v["knn_top1"].as_f64().unwrap()).collect();
+    let r = train_common::short_run(method, train_images, test_images, extra);
+    let (run, knn) = (&r.run, r.knn.clone());
     let steps: Vec<(f64, f64)> = metrics(&run, "step").iter().map(|v| (v["loss"].as_f64().unwrap(), v["accuracy"].as_f64().unwrap())).collect();
     assert!(steps.iter().all(|s| s.0.is_finite()));
     eprintln!(
         "{method} {extra:?}: {:.0} s, loss {:.3} -> {:.3}; kNN top-1 random init {:.3}, after each epoch {:?}",
-        t0.elapsed().as_secs_f64(),
+        r.seconds,
         steps[0].0,
         steps[steps.len() - 1].0,
         knn[0],

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use tch::{nn, Device, Kind, Tensor};
-use train_common::{fashion_shards, metrics};
+use train_common::{metrics, short_run, ShortRun};
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 
@@ -227,20 +227,8 @@ struct Run {
 }
 
 fn run_pic(extra: &[&str]) -> Run {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let train = fashion_shards(&data.join("train"), "train", TRAIN_IMAGES);
-    let test = fashion_shards(&data.join("test"), "t10k", TEST_IMAGES);
-    let run = tmp.path().join("run");
-    let p = |x: &Path| x.to_str().unwrap().to_string();
-    let mut args: Vec<String> = vec!["train".into(), p(&train), "--method".into(), "pic".into(), "--eval-data".into(), p(&test), "--run-dir".into(), p(&run)];
-    let common = ["--arch", "small", "--crop", "28", "--workers", "1", "--threads", "1", "--seed", "3", "--log-every", "1", "--checkpoint-every", "0"];
-    args.extend(common.iter().chain(extra).map(|s| s.to_string()));
-    let t0 = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_silt")).args(&args).output().unwrap();
-    assert!(out.status.success(), "silt {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    let seconds = t0.elapsed().as_secs_f64();
-    let knn: Vec<f64> = metrics(&run, "eval").iter().map(|v| v["knn_top1"].as_f64().unwrap()).collect();
+    let ShortRun { run, knn, seconds, .. } = &short_run("pic", TRAIN_IMAGES, TEST_IMAGES, extra);
+    let (run, knn, seconds) = (run, knn.clone(), *seconds);
     let steps: Vec<(f64, f64)> = metrics(&run, "step").iter().map(|v| (v["loss"].as_f64().unwrap(), v["accuracy"].as_f64().unwrap())).collect();
     let windows = metrics(&run, "epoch").len();
     assert!(steps.iter().all(|s| s.0.is_finite()));

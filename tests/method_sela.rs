@@ -15,7 +15,7 @@ use silt::method::sela::{balanced_random_labels, multi_head_loss, optimize_label
 use std::path::Path;
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
-use train_common::{fashion_shards, metrics};
+use train_common::{metrics, short_run, ShortRun};
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 
@@ -143,20 +143,8 @@ struct RunFigures {
 }
 
 fn run_sela(train_images: usize, test_images: usize, extra: &[&str]) -> RunFigures {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let train = fashion_shards(&data.join("train"), "train", train_images);
-    let test = fashion_shards(&data.join("test"), "t10k", test_images);
-    let run = tmp.path().join("run");
-    let p = |x: &Path| x.to_str().unwrap().to_string();
-    let mut args: Vec<String> = vec!["train".into(), p(&train), "--method".into(), "sela".into(), "--eval-data".into(), p(&test), "--run-dir".into(), p(&run)];
-    let common = ["--arch", "small", "--crop", "28", "--workers", "1", "--threads", "1", "--seed", "3", "--log-every", "1", "--checkpoint-every", "0"];
-    args.extend(common.iter().chain(extra).map(|s| s.to_string()));
-    let t0 = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_silt")).args(&args).output().unwrap();
-    assert!(out.status.success(), "silt {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    let seconds = t0.elapsed().as_secs_f64();
-    let knn: Vec<f64> = metrics(&run, "eval").iter().map(|v| v["knn_top1"].as_f64().unwrap()).collect();
+    let ShortRun { run, knn, seconds, .. } = &short_run("sela", train_images, test_images, extra);
+    let (run, knn, seconds) = (run, knn.clone(), *seconds);
     let losses: Vec<f64> = metrics(&run, "step").iter().map(|v| v["loss"].as_f64().unwrap()).collect();
     assert!(losses.iter().all(|l| l.is_finite()));
     let clusters = metrics(&run, "cluster");

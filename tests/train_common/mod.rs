@@ -60,3 +60,34 @@ pub fn metrics(run: &Path, kind: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap_or_default();
     text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v["kind"] == kind).collect()
 }
+
+/// A finished short training run on real data; its files live until this is dropped.
+pub struct ShortRun {
+    _dir: tempfile::TempDir,
+    /// The run directory (metrics.jsonl, pseudo_labels.tsv, checkpoints/).
+    pub run: PathBuf,
+    /// kNN top-1 of every evaluation: the random network first, then after each epoch.
+    pub knn: Vec<f64>,
+    pub seconds: f64,
+}
+
+/// `silt train --method METHOD` on the first `train_images` Fashion-MNIST training images,
+/// evaluated on the first `test_images` test images before training and after every epoch: the
+/// small CNN on 28-pixel crops, one loader worker and one torch thread, seed 3, every step
+/// logged, no mid-run checkpoints; `extra` flags go last.
+pub fn short_run(method: &str, train_images: usize, test_images: usize, extra: &[&str]) -> ShortRun {
+    let dir = tempfile::tempdir().unwrap();
+    let train = fashion_shards(&dir.path().join("data/train"), "train", train_images);
+    let test = fashion_shards(&dir.path().join("data/test"), "t10k", test_images);
+    let run = dir.path().join("run");
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    let mut args: Vec<String> = vec!["train".into(), p(&train), "--method".into(), method.into(), "--eval-data".into(), p(&test), "--run-dir".into(), p(&run)];
+    let common = ["--arch", "small", "--crop", "28", "--workers", "1", "--threads", "1", "--seed", "3", "--log-every", "1", "--checkpoint-every", "0"];
+    args.extend(common.iter().chain(extra).map(|s| s.to_string()));
+    let t0 = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_silt")).args(&args).output().unwrap();
+    assert!(out.status.success(), "silt {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let seconds = t0.elapsed().as_secs_f64();
+    let knn = metrics(&run, "eval").iter().map(|v| v["knn_top1"].as_f64().unwrap()).collect();
+    ShortRun { _dir: dir, run, knn, seconds }
+}
