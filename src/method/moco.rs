@@ -172,11 +172,10 @@ impl Method for Moco {
     }
 
     fn load_state(&mut self, tensors: &HashMap<String, Tensor>, json: &serde_json::Value) -> Result<()> {
-        let with = |prefix: &str| -> HashMap<String, Tensor> { tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.shallow_clone()))).collect() };
-        restore_vars(&self.head_vs, &with("head."), "")?;
+        restore_vars(&self.head_vs, tensors, "head.")?;
         self.head_opt.load_state("head_optim.", tensors).map_err(TrainError::Config)?;
-        restore_vars(&self.key_trunk_vs, &with("key_trunk."), "")?;
-        restore_vars(&self.key_head_vs, &with("key_head."), "")?;
+        restore_vars(&self.key_trunk_vs, tensors, "key_trunk.")?;
+        restore_vars(&self.key_head_vs, tensors, "key_head.")?;
         let q = saved(tensors, "queue")?;
         if q.size() != self.queue.keys.size() {
             return Err(TrainError::Config(format!("checkpoint queue {:?}, this run's {:?} (--moco-k / --moco-dim changed?)", q.size(), self.queue.keys.size())));
