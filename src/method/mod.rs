@@ -93,7 +93,8 @@ pub trait Method {
 
     /// Called once by the trainer after the trunk is built and any checkpoint restored, with the
     /// trunk's variables (shallow clones: they share storage with the trained tensors). Methods
-    /// that read the trunk's weights outside `step` keep them (MoCo's momentum encoder, LARS).
+    /// that read the trunk's weights outside `step` keep them (MoCo: its momentum encoder follows
+    /// them).
     fn attach(&mut self, _trunk_vars: &[(String, Tensor)]) -> Result<()> {
         Ok(())
     }
