@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod dist;
 pub mod doctor;
 pub mod eval;
 pub mod loader;

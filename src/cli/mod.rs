@@ -3,6 +3,7 @@
 
 mod bench;
 mod cluster;
+mod dist;
 mod doctor;
 mod eval;
 mod export;
@@ -36,6 +37,9 @@ pub enum Command {
     Shards(shards::ShardsArgs),
     /// Check the environment: libtorch (CPU/CUDA), faiss, and the shard format version.
     Doctor(doctor::DoctorArgs),
+    /// Distributed jobs: `dist check` verifies every collective across the launched ranks,
+    /// `dist bench` times all-reduce.
+    Dist(dist::DistArgs),
     /// PCA-whiten and k-means (flat or hierarchical) a feature file; `cluster metrics` scores labels.
     Cluster(cluster::ClusterArgs),
     /// Ingest a folder, an ImageNet-zip, a YFCC100M list, tar shards or MNIST-style IDX files into
@@ -64,6 +68,7 @@ impl Command {
         match self {
             Command::Shards(a) => a.run(out),
             Command::Doctor(a) => a.run(out),
+            Command::Dist(a) => a.run(out),
             Command::Cluster(a) => a.run(out),
             Command::Ingest(a) => a.run(out),
             Command::Loader(a) => a.run(out),

@@ -1,0 +1,236 @@
+// A small C ABI over torch's own c10d (TCPStore -> PrefixStore -> ProcessGroup with a Gloo
+// backend), so that Rust drives PyTorch's distributed engine directly. Tensors cross the
+// boundary as `at::Tensor*`, which is what tch's `Tensor::as_mut_ptr()` points at.
+//
+// Rules (see ../shared/reference/distributed-spike/REPORT.md):
+// - never construct or call gloo types: gloo is compiled into libtorch_cpu and only a
+//   declaration stub (csrc/gloo-stub) is on the include path;
+// - a *list* given to c10d's allreduce means "replicas of one tensor", so every entry point
+//   here takes one tensor, or uses the coalesced form for a bucket of different tensors;
+// - errors come back as -1 / NULL with the message (no C++ backtrace) in silt_c10d_last_error.
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <torch/csrc/distributed/c10d/GroupRegistry.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+namespace {
+thread_local std::string g_last_error;
+
+int fail(const char* where, const std::exception& e) {
+  if (auto* ce = dynamic_cast<const c10::Error*>(&e)) {
+    g_last_error = std::string(where) + ": " + ce->what_without_backtrace();
+  } else {
+    g_last_error = std::string(where) + ": " + e.what();
+  }
+  return -1;
+}
+
+c10d::ReduceOp to_op(int op) {
+  switch (op) {
+    case 0: return c10d::ReduceOp::SUM;
+    case 1: return c10d::ReduceOp::PRODUCT;
+    case 2: return c10d::ReduceOp::MIN;
+    case 3: return c10d::ReduceOp::MAX;
+    case 4: return c10d::ReduceOp::AVG;
+    default: throw std::invalid_argument("unknown reduce op");
+  }
+}
+
+// One process group over `store` (already prefixed with the group's name), Gloo on CPU.
+c10::intrusive_ptr<c10d::ProcessGroup> make_group(const c10::intrusive_ptr<c10d::Store>& store,
+                                                  int rank, int size, std::chrono::milliseconds timeout,
+                                                  const std::string& name) {
+  auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, size);
+  // create_default honours GLOO_SOCKET_IFNAME (multi-node runs must set it).
+  auto opts = c10d::ProcessGroupGloo::Options::create_default(timeout);
+  auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, opts);
+  pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+  pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+  pg->setGroupName(name);
+  // lets the _c10d_functional ops (used for the autograd all-gather) find the group by name
+  c10d::register_process_group(name, pg);
+  return pg;
+}
+}  // namespace
+
+struct silt_pg {
+  c10::intrusive_ptr<c10d::Store> tcp;  // shared by sub-groups
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  std::string name;
+  std::chrono::milliseconds timeout;
+};
+
+struct silt_work {
+  c10::intrusive_ptr<c10d::Work> work;
+};
+
+extern "C" {
+
+const char* silt_c10d_last_error() { return g_last_error.c_str(); }
+
+// Rank 0 serves the TCPStore on master_addr:port unless torchrun's agent already does.
+silt_pg* silt_c10d_init(const char* master_addr, uint16_t port, int rank, int size,
+                        int64_t timeout_ms, const char* name) {
+  try {
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    c10d::TCPStoreOptions so;
+    so.port = port;
+    const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+    bool agent_store = agent && std::string(agent) == "True";
+    so.isServer = rank == 0 && !agent_store;
+    so.numWorkers = size;
+    so.waitWorkers = true;
+    so.timeout = timeout;
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(master_addr), so);
+    std::string n(name);
+    auto store = c10::make_intrusive<c10d::PrefixStore>(n + "/", tcp);
+    auto pg = make_group(store, rank, size, timeout, n);
+    return new silt_pg{tcp, pg, n, timeout};
+  } catch (const std::exception& e) {
+    fail("init", e);
+    return nullptr;
+  }
+}
+
+// A group of some of the parent's ranks; only those ranks call this, each with its index in
+// the new group. Every member must pass the same name.
+silt_pg* silt_c10d_subgroup(silt_pg* parent, int rank, int size, const char* name) {
+  try {
+    std::string n(name);
+    auto store = c10::make_intrusive<c10d::PrefixStore>(n + "/", parent->tcp);
+    auto pg = make_group(store, rank, size, parent->timeout, n);
+    return new silt_pg{parent->tcp, pg, n, parent->timeout};
+  } catch (const std::exception& e) {
+    fail("subgroup", e);
+    return nullptr;
+  }
+}
+
+int silt_c10d_rank(silt_pg* g) { return g->pg->getRank(); }
+int silt_c10d_size(silt_pg* g) { return g->pg->getSize(); }
+
+silt_work* silt_c10d_all_reduce_async(silt_pg* g, at::Tensor* t, int op) {
+  try {
+    std::vector<at::Tensor> v{*t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = to_op(op);
+    return new silt_work{g->pg->allreduce(v, o)};
+  } catch (const std::exception& e) {
+    fail("all_reduce", e);
+    return nullptr;
+  }
+}
+
+int silt_c10d_wait(silt_work* w) {
+  try {
+    w->work->wait();
+    return 0;
+  } catch (const std::exception& e) {
+    return fail("wait", e);
+  }
+}
+
+void silt_c10d_work_free(silt_work* w) { delete w; }
+
+int silt_c10d_all_reduce(silt_pg* g, at::Tensor* t, int op) {
+  silt_work* w = silt_c10d_all_reduce_async(g, t, op);
+  if (!w) return -1;
+  int rc = silt_c10d_wait(w);
+  delete w;
+  return rc;
+}
+
+// Each tensor is reduced element-wise across ranks.
+int silt_c10d_all_reduce_coalesced(silt_pg* g, at::Tensor** ts, size_t n, int op) {
+  try {
+    std::vector<at::Tensor> v;
+    for (size_t i = 0; i < n; ++i) v.push_back(*ts[i]);
+    c10d::AllreduceCoalescedOptions o;
+    o.reduceOp = to_op(op);
+    g->pg->allreduce_coalesced(v, o)->wait();
+    return 0;
+  } catch (const std::exception& e) {
+    return fail("all_reduce_coalesced", e);
+  }
+}
+
+int silt_c10d_broadcast(silt_pg* g, at::Tensor* t, int root) {
+  try {
+    std::vector<at::Tensor> v{*t};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    g->pg->broadcast(v, o)->wait();
+    return 0;
+  } catch (const std::exception& e) {
+    return fail("broadcast", e);
+  }
+}
+
+// out: [size * n, ...] receives every rank's `in` ([n, ...]) in rank order.
+int silt_c10d_all_gather(silt_pg* g, at::Tensor* out, at::Tensor* in) {
+  try {
+    g->pg->_allgather_base(*out, *in)->wait();
+    return 0;
+  } catch (const std::exception& e) {
+    return fail("all_gather", e);
+  }
+}
+
+// in: [size * n, ...]; out: [n, ...] receives the reduction of every rank's block `rank`.
+int silt_c10d_reduce_scatter(silt_pg* g, at::Tensor* out, at::Tensor* in, int op) {
+  try {
+    c10d::ReduceScatterOptions o;
+    o.reduceOp = to_op(op);
+    g->pg->_reduce_scatter_base(*out, *in, o)->wait();
+    return 0;
+  } catch (const std::exception& e) {
+    return fail("reduce_scatter", e);
+  }
+}
+
+int silt_c10d_barrier(silt_pg* g) {
+  try {
+    g->pg->barrier()->wait();
+    return 0;
+  } catch (const std::exception& e) {
+    return fail("barrier", e);
+  }
+}
+
+// All-gather that autograd differentiates (its backward reduce-scatters the gradient): the
+// dispatcher op torch.distributed.nn uses. Returns a new tensor the caller owns
+// (tch: Tensor::from_ptr).
+at::Tensor* silt_c10d_all_gather_autograd(silt_pg* g, const at::Tensor* in) {
+  try {
+    static auto gather = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("_c10d_functional_autograd::all_gather_into_tensor", "")
+                             .typed<at::Tensor(const at::Tensor&, int64_t, const std::string&)>();
+    static auto wait = c10::Dispatcher::singleton()
+                           .findSchemaOrThrow("_c10d_functional::wait_tensor", "")
+                           .typed<at::Tensor(const at::Tensor&)>();
+    at::Tensor out = gather.call(*in, g->pg->getSize(), g->name);
+    out = wait.call(out);
+    return new at::Tensor(std::move(out));
+  } catch (const std::exception& e) {
+    fail("all_gather_autograd", e);
+    return nullptr;
+  }
+}
+
+void silt_c10d_free(silt_pg* g) {
+  if (!g) return;
+  try {
+    c10d::unregister_process_group(g->name);
+  } catch (...) {
+  }
+  delete g;
+}
+
+}  // extern "C"
