@@ -112,3 +112,60 @@ pub fn first_host(list: &str) -> Result<String> {
         _ => Err(bad()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn launch(vars: &[(&str, &str)]) -> Result<Launch> {
+        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Launch::from_vars(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn torchrun_variables() {
+        let l = launch(&[("RANK", "3"), ("WORLD_SIZE", "8"), ("LOCAL_RANK", "1"), ("MASTER_ADDR", "node7"), ("MASTER_PORT", "29400")]).unwrap();
+        assert_eq!((l.launcher, l.rank, l.world, l.local_rank, l.master_addr.as_str(), l.master_port), (Launcher::Torchrun, 3, 8, 1, "node7", 29400));
+        assert_eq!(l.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn slurm_takes_the_first_node_and_a_per_job_port() {
+        let l = launch(&[("SLURM_PROCID", "5"), ("SLURM_NTASKS", "16"), ("SLURM_LOCALID", "1"), ("SLURM_JOB_NODELIST", "gpu[012-015,020],cpu1"), ("SLURM_JOB_ID", "123456")]).unwrap();
+        assert_eq!((l.launcher, l.rank, l.world, l.local_rank, l.master_addr.as_str()), (Launcher::Slurm, 5, 16, 1, "gpu012"));
+        assert_eq!(l.master_port, 15000 + (123456 % 20000) as u16);
+        // MASTER_ADDR set by the batch script wins
+        assert_eq!(launch(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "2"), ("SLURM_JOB_NODELIST", "a[1-2]"), ("MASTER_ADDR", "10.0.0.9")]).unwrap().master_addr, "10.0.0.9");
+    }
+
+    #[test]
+    fn open_mpi_and_pmi() {
+        let l = launch(&[("OMPI_COMM_WORLD_RANK", "1"), ("OMPI_COMM_WORLD_SIZE", "4"), ("OMPI_COMM_WORLD_LOCAL_RANK", "1"), ("MASTER_ADDR", "h")]).unwrap();
+        assert_eq!((l.launcher, l.rank, l.world, l.local_rank), (Launcher::OpenMpi, 1, 4, 1));
+        let l = launch(&[("PMI_RANK", "2"), ("PMI_SIZE", "3"), ("MASTER_ADDR", "h"), ("SILT_DIST_TIMEOUT_S", "2.5")]).unwrap();
+        assert_eq!((l.launcher, l.rank, l.world, l.timeout), (Launcher::Pmi, 2, 3, Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn nothing_set_is_a_single_process() {
+        let l = launch(&[]).unwrap();
+        assert!(!l.is_distributed());
+        assert_eq!(l.launcher, Launcher::Single);
+    }
+
+    #[test]
+    fn bad_variables_are_clear_errors() {
+        let e = launch(&[("RANK", "4"), ("WORLD_SIZE", "4"), ("MASTER_ADDR", "h")]).unwrap_err().to_string();
+        assert!(e.contains("rank 4 is not in a world of 4"), "{e}");
+        let e = launch(&[("RANK", "x"), ("WORLD_SIZE", "4")]).unwrap_err().to_string();
+        assert!(e.contains("RANK=\"x\""), "{e}");
+        let e = launch(&[("RANK", "0"), ("WORLD_SIZE", "2")]).unwrap_err().to_string();
+        assert!(e.contains("MASTER_ADDR is not set"), "{e}");
+        assert!(launch(&[("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h"), ("SILT_DIST_TIMEOUT_S", "0")]).is_err());
+        assert!(first_host("").is_err());
+        assert!(first_host("node[").is_err());
+        assert_eq!(first_host("single").unwrap(), "single");
+        assert_eq!(first_host("a,b").unwrap(), "a");
+    }
+}
