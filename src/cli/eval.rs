@@ -101,7 +101,7 @@ impl Common {
     fn features(&self) -> anyhow::Result<Features> {
         let LoadedNetwork { _vs, trunk, crop, source } = self.net.load()?;
         let layer = layer_fn(trunk.as_ref(), &self.layer, crop)?;
-        let opts = ExtractOptions { crop, batch_size: self.batch_size, workers: self.workers, device: device() };
+        let opts = ExtractOptions { crop, batch_size: self.batch_size, workers: self.workers, device: device(), group: None };
         let run = |p: &PathBuf, limit: Option<u64>| -> anyhow::Result<(Tensor, Vec<i64>)> {
             let ds = Arc::new(Dataset::open(p).with_context(|| format!("opening {}", p.display()))?);
             let n = limit.map_or(ds.len(), |l| l.min(ds.len()));

@@ -131,6 +131,10 @@ pub struct TrainArgs {
     /// libtorch threads (0: libtorch's default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Data-parallel runs: BatchNorm statistics over the batches of all ranks (SyncBatchNorm)
+    /// instead of each rank's own. DeeperCluster always synchronises them.
+    #[arg(long)]
+    pub sync_bn: bool,
     /// Checkpoint every N steps as well as at every epoch end (0: epoch ends only).
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_every: u64,
@@ -351,6 +355,7 @@ impl TrainArgs {
             threads: self.threads,
             checkpoint_every: self.checkpoint_every,
             keep_checkpoints: self.keep_checkpoints,
+            sync_bn: self.sync_bn,
             log_every: self.log_every,
             max_steps: self.max_steps,
             clustering: ClusteringConfig {

@@ -158,7 +158,7 @@ impl TopImagesArgs {
         let net = self.net.load()?;
         let ds = Arc::new(Dataset::open(&self.data).with_context(|| format!("opening {}", self.data.display()))?);
         let n = self.limit.map_or(ds.len(), |l| l.min(ds.len()));
-        let opts = ExtractOptions { crop: net.crop, batch_size: self.batch_size, workers: self.workers, device: device() };
+        let opts = ExtractOptions { crop: net.crop, batch_size: self.batch_size, workers: self.workers, device: device(), group: None };
         let trunk = net.trunk.as_ref();
         // Rows of the grid: (what the row is, the record indices to show).
         let (rows, what): (Vec<(String, Vec<usize>)>, String) = match self.by {

@@ -7,7 +7,8 @@
 //!   variables;
 //! - [`group`]: a process group and its collectives (all-reduce, broadcast, all-gather also of
 //!   unequal parts, reduce-scatter, barrier, an autograd-aware all-gather, sub-groups);
-//! - [`sync`]: DistributedDataParallel's part: broadcast weights, average gradients in buckets.
+//! - [`sync`]: DistributedDataParallel's part: broadcast weights, average gradients in buckets;
+//! - [`sync_bn`]: SyncBatchNorm for the models' BatchNorm layers.
 //!
 //! Like `torch.distributed`'s default group, the job's group is process-wide
 //! ([`init_from_env`] / [`world`]): methods that need their peers (MoCo's key queue, SimCLR's
@@ -19,6 +20,7 @@ pub mod group;
 pub mod launch;
 pub mod selftest;
 pub mod sync;
+pub mod sync_bn;
 
 pub use error::{DistError, Result};
 pub use group::{ProcessGroup, ReduceOp, Work};

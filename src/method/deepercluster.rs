@@ -179,6 +179,10 @@ impl Method for DeeperCluster {
         Ok(StepOutput { loss, accuracy })
     }
 
+    fn parameters(&self) -> Vec<Tensor> {
+        self.heads.opt.params().iter().map(Tensor::shallow_clone).collect()
+    }
+
     fn zero_grad(&mut self) {
         self.heads.opt.zero_grad();
     }

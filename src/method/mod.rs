@@ -78,6 +78,10 @@ pub trait Method {
     /// Update the method's own parameters with learning rate `lr`.
     fn update(&mut self, lr: f64);
 
+    /// The method's own trainable tensors (heads), in a fixed order: data-parallel runs
+    /// broadcast them from rank 0 after `begin_epoch` and average their gradients every step.
+    fn parameters(&self) -> Vec<Tensor>;
+
     /// Tensors (heads, optimiser buffers, pseudo-labels) and small JSON state for a checkpoint.
     fn state(&self) -> (Vec<(String, Tensor)>, serde_json::Value);
     fn load_state(&mut self, tensors: &HashMap<String, Tensor>, json: &serde_json::Value) -> Result<()>;

@@ -24,14 +24,24 @@ pub(crate) fn conv2d(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, pad:
     nn::conv2d(p, cin, cout, k, cfg)
 }
 
+/// BatchNorm2d that becomes SyncBatchNorm when the trainer enables it (`crate::dist::sync_bn`).
+#[derive(Debug)]
+pub(crate) struct Bn2d(nn::BatchNorm);
+
+impl nn::ModuleT for Bn2d {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        crate::dist::sync_bn::batch_norm(&self.0, xs, train)
+    }
+}
+
 /// BatchNorm2d as PyTorch builds it: weight 1, bias 0, eps 1e-5, momentum 0.1.
-pub(crate) fn bn2d(p: nn::Path, c: i64) -> nn::BatchNorm {
+pub(crate) fn bn2d(p: nn::Path, c: i64) -> Bn2d {
     let cfg = nn::BatchNormConfig {
         ws_init: nn::Init::Const(1.0),
         bs_init: nn::Init::Const(0.0),
         ..Default::default()
     };
-    nn::batch_norm2d(p, c, cfg)
+    Bn2d(nn::batch_norm2d(p, c, cfg))
 }
 
 /// Linear with DeepCluster's / torchvision VGG's init: weight N(0, 0.01), bias 0.
@@ -112,7 +122,7 @@ pub(crate) struct ConvSpec {
 #[derive(Debug)]
 struct ConvBlock {
     conv: nn::Conv2D,
-    bn: nn::BatchNorm,
+    bn: Bn2d,
     pool: Option<(i64, i64)>,
 }
 

@@ -9,13 +9,13 @@
 use tch::nn;
 use tch::Tensor;
 
-use super::layers::{bn2d, conv2d, front, Sobel};
+use super::layers::{bn2d, conv2d, front, Bn2d, Sobel};
 use super::{Arch, Network};
 
 #[derive(Debug)]
 struct Downsample {
     conv: nn::Conv2D,
-    bn: nn::BatchNorm,
+    bn: Bn2d,
 }
 
 /// One residual block. Not boxed: the variants' size difference is nothing next to the tensors
@@ -23,14 +23,14 @@ struct Downsample {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 enum Block {
-    Basic { conv1: nn::Conv2D, bn1: nn::BatchNorm, conv2: nn::Conv2D, bn2: nn::BatchNorm, down: Option<Downsample> },
+    Basic { conv1: nn::Conv2D, bn1: Bn2d, conv2: nn::Conv2D, bn2: Bn2d, down: Option<Downsample> },
     Bottleneck {
         conv1: nn::Conv2D,
-        bn1: nn::BatchNorm,
+        bn1: Bn2d,
         conv2: nn::Conv2D,
-        bn2: nn::BatchNorm,
+        bn2: Bn2d,
         conv3: nn::Conv2D,
-        bn3: nn::BatchNorm,
+        bn3: Bn2d,
         down: Option<Downsample>,
     },
 }
@@ -61,7 +61,7 @@ pub struct ResNet {
     arch: Arch,
     sobel: Option<Sobel>,
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: Bn2d,
     maxpool: bool,
     layers: Vec<Vec<Block>>,
     feature_dim: i64,

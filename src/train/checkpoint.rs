@@ -20,8 +20,12 @@ pub struct CheckpointMeta {
     pub method: String,
     /// The epoch in progress (or the next one, when `position` is 0).
     pub epoch: u64,
-    /// Samples of `epoch` this rank has consumed.
+    /// Samples of `epoch` each rank has consumed.
     pub position: u64,
+    /// Data-parallel ranks when the checkpoint was taken (a resume with another count re-deals
+    /// the epoch's unread samples).
+    #[serde(default = "one")]
+    pub world: usize,
     /// Optimiser steps taken so far.
     pub step: u64,
     pub seed: u64,
@@ -32,6 +36,10 @@ pub struct CheckpointMeta {
     /// The run's configuration (model, data, hyper-parameters), so `silt eval` and `--resume`
     /// can rebuild everything from the checkpoint alone.
     pub config: serde_json::Value,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug)]

@@ -40,6 +40,9 @@ pub struct TrainConfig {
     /// Checkpoint every this many steps (and at every epoch end); 0 = epoch ends only.
     pub checkpoint_every: u64,
     pub keep_checkpoints: usize,
+    /// Data-parallel runs: SyncBatchNorm (always on for DeeperCluster).
+    #[serde(default)]
+    pub sync_bn: bool,
     pub log_every: u64,
     /// Stop after this many steps in total (tests use it to stop mid-epoch); None = run all epochs.
     pub max_steps: Option<u64>,

@@ -14,6 +14,8 @@ pub enum TrainError {
     Sampler(#[from] crate::loader::SamplerError),
     #[error(transparent)]
     Shards(#[from] silt_shards::Error),
+    #[error(transparent)]
+    Dist(#[from] crate::dist::DistError),
     #[error("{0}")]
     Config(String),
     #[error("training diverged at step {step}: loss {loss}")]

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct MetricsLog {
     path: PathBuf,
-    out: BufWriter<File>,
+    /// None on the ranks other than 0 of a data-parallel run: they log nothing.
+    out: Option<BufWriter<File>>,
 }
 
 impl MetricsLog {
@@ -24,13 +25,23 @@ impl MetricsLog {
                 file.set_len(len)?;
             }
         }
-        Ok(MetricsLog { path, out: BufWriter::new(file) })
+        Ok(MetricsLog { path, out: Some(BufWriter::new(file)) })
+    }
+
+    /// A log that writes nothing (ranks other than 0).
+    pub fn discard(dir: &Path) -> Self {
+        MetricsLog { path: dir.join("metrics.jsonl"), out: None }
     }
 
     /// Bytes written so far (recorded in checkpoints).
     pub fn offset(&mut self) -> std::io::Result<u64> {
-        self.out.flush()?;
-        Ok(self.out.get_ref().metadata()?.len())
+        match &mut self.out {
+            Some(out) => {
+                out.flush()?;
+                Ok(out.get_ref().metadata()?.len())
+            }
+            None => Ok(0),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -39,12 +50,15 @@ impl MetricsLog {
 
     /// Appends `fields` with `"kind": kind` first.
     pub fn write(&mut self, kind: &str, fields: Value) -> std::io::Result<()> {
+        let Some(out) = &mut self.out else {
+            return Ok(());
+        };
         let mut line = json!({ "kind": kind });
         if let (Some(obj), Value::Object(f)) = (line.as_object_mut(), fields) {
             obj.extend(f);
         }
-        serde_json::to_writer(&mut self.out, &line)?;
-        self.out.write_all(b"\n")?;
-        self.out.flush()
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+        out.flush()
     }
 }

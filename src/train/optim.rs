@@ -52,6 +52,10 @@ impl Sgd {
         Sgd { cfg, names, params, buffers }
     }
 
+    /// The parameters, sorted by name (the order every rank uses when averaging gradients).
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
     pub fn len(&self) -> usize {
         self.params.len()
     }

@@ -8,6 +8,12 @@
 //! step, heads are seeded from (seed, epoch), and checkpoints carry weights, buffers, momentum,
 //! pseudo-labels and the position in the epoch. A run killed at any moment and resumed therefore
 //! replays the same batches with the same weights.
+//!
+//! Data-parallel runs (launched by torchrun, srun or mpirun; see `crate::dist`) do what PyTorch's
+//! DistributedDataParallel does: rank 0's weights are broadcast at the start, its buffers before
+//! every step, gradients are averaged over the ranks after every backward, every rank reads its
+//! own share of each epoch (the sampler) and all ranks take the same number of steps. Rank 0
+//! alone writes logs, checkpoints and evaluations; every rank resumes from the run directory.
 
 use super::checkpoint::{self, named_vars, restore_vars, CheckpointMeta};
 use super::config::TrainConfig;
@@ -17,7 +23,8 @@ use super::features::ExtractOptions;
 use super::metrics::MetricsLog;
 use super::optim::Sgd;
 use crate::loader::rng::seed_of;
-use crate::loader::{cpu_decoder_factory, run_epoch, LoaderConfig, Sampler};
+use crate::dist::{self, sync, ProcessGroup, ReduceOp};
+use crate::loader::{cpu_decoder_factory, run_epoch, LoaderConfig, Sampler, SamplerState};
 use crate::method::{self, EpochContext};
 use crate::model::{self, ModelConfig, Network};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -27,7 +34,7 @@ use silt_shards::Dataset;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
-use tch::{nn, Device};
+use tch::{nn, Device, Tensor};
 
 /// What a finished (or stopped) run reports.
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +63,14 @@ pub fn build_trunk(vs: &nn::VarStore, cfg: &TrainConfig) -> Result<Box<dyn Netwo
 
 pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
     let started = Instant::now();
+    let (_, group) = dist::init_from_env()?;
+    let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.size()));
+    let is_main = rank == 0;
+    if world > 1 && cfg.method == "pic" && cfg.pic.negatives > 0 {
+        return Err(TrainError::Config("pic --negatives is single-process only; data-parallel runs use the full softmax (--negatives 0)".into()));
+    }
+    let sync_bn = world > 1 && (cfg.sync_bn || cfg.method == "deepercluster");
+    crate::dist::sync_bn::enable(if sync_bn { group.clone() } else { None });
     let dev = device();
     if cfg.threads > 0 {
         tch::set_num_threads(cfg.threads as i32);
@@ -79,6 +94,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
 
     // Resume from the run directory's latest checkpoint, if any.
     let (mut epoch, mut position, mut step, mut resumed_from, mut metrics_offset) = (0u64, 0u64, 0u64, None, None);
+    let mut saved_world = world;
     let mut restored_method = false;
     if let Some(path) = checkpoint::latest(&cfg.run_dir)? {
         let ck = checkpoint::load(&path)?;
@@ -88,28 +104,34 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
         restore_vars(&vs, &ck.with_prefix("trunk."), "")?;
         opt.load_state("", &ck.with_prefix("optim.")).map_err(|m| TrainError::Checkpoint { path: path.clone(), message: m })?;
         method.load_state(&ck.with_prefix("method."), &ck.meta.method_state)?;
-        (epoch, position, step) = (ck.meta.epoch, ck.meta.position, ck.meta.step);
+        (epoch, position, step, saved_world) = (ck.meta.epoch, ck.meta.position, ck.meta.step, ck.meta.world);
         resumed_from = Some(step);
         restored_method = position > 0;
         tracing::info!("resuming {} from {} (epoch {epoch}, {position} samples in, step {step})", cfg.method, path.display());
         metrics_offset = Some(ck.meta.metrics_offset);
     }
+    if let Some(g) = &group {
+        // every rank built (or restored) the same weights; rank 0's are the ones that count
+        sync::broadcast_tensors(g, &tensors_of(&vs), 0)?;
+    }
     method.attach(&named_vars(&vs, ""))?;
-    let mut log = MetricsLog::open(&cfg.run_dir, metrics_offset).map_err(io_err(&cfg.run_dir))?;
-    if resumed_from.is_none() {
+    let mut log = if is_main { MetricsLog::open(&cfg.run_dir, metrics_offset).map_err(io_err(&cfg.run_dir))? } else { MetricsLog::discard(&cfg.run_dir) };
+    if resumed_from.is_none() && is_main {
         std::fs::write(cfg.run_dir.join("config.json"), serde_json::to_vec_pretty(cfg).unwrap_or_default()).map_err(io_err(&cfg.run_dir))?;
-        log.write("run", json!({ "method": cfg.method, "arch": cfg.arch, "records": records, "config": cfg })).map_err(io_err(log.path()))?;
+        log.write("run", json!({ "method": cfg.method, "arch": cfg.arch, "records": records, "world": world, "config": cfg })).map_err(io_err(log.path()))?;
     }
 
-    let extract = || ExtractOptions { crop: cfg.crop, batch_size: 256, workers: cfg.workers, device: dev };
+    // The methods' snapshots are shared out over the ranks; evaluation runs on rank 0 alone.
+    let extract = || ExtractOptions { crop: cfg.crop, batch_size: 256, workers: cfg.workers, device: dev, group: group.clone() };
+    let eval_extract = || ExtractOptions { group: None, ..extract() };
     let eval_ds = match &cfg.eval_data {
         Some(p) => Some(Arc::new(Dataset::open(p)?)),
         None => None,
     };
-    if resumed_from.is_none() {
+    if resumed_from.is_none() && is_main {
         if let Some(eds) = &eval_ds {
             // The randomly initialised network: the baseline every learned number is read against.
-            let e = evaluate(trunk.as_ref(), &ds, records, eds, cfg, &extract())?;
+            let e = evaluate(trunk.as_ref(), &ds, records, eds, cfg, &eval_extract())?;
             log.write("eval", e.to_json(-1)).map_err(io_err(log.path()))?;
         }
     }
@@ -123,30 +145,54 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
         let mut ctx = EpochContext { epoch, cfg, trunk: trunk.as_ref(), ds: &ds, records, extract: extract(), log: &mut log };
         let kind = method.begin_epoch(&mut ctx, restored_method)?;
         restored_method = false;
-        let sampler = Sampler::new(kind, records, cfg.seed, 0, 1)?;
+        if let Some(g) = &group {
+            sync::broadcast_tensors(g, &method.parameters(), 0)?;
+            check_same_labels(g, method.pseudo_labels().as_deref(), epoch)?;
+        }
+        let sampler = Sampler::new(kind, records, cfg.seed, rank, world)?;
         let indices = sampler.epoch_indices(epoch);
         let total = indices.len() as u64;
+        // A resume with another number of ranks re-deals what the old ranks had not read; that
+        // epoch is then finished without mid-epoch checkpoints (positions would not line up).
+        let elastic = position > 0 && saved_world != world;
+        let mut rest = if elastic {
+            tracing::info!("resuming epoch {epoch} on {world} ranks (checkpoint taken on {saved_world}): re-dealing its unread samples");
+            sampler.resume(&SamplerState { seed: cfg.seed, epoch, position, world: saved_world })?
+        } else {
+            indices[(position as usize).min(indices.len())..].to_vec()
+        };
+        saved_world = world;
+        if let Some(g) = &group {
+            // every rank must take the same number of steps: cut to the shortest share
+            let shortest = g.all_reduce_f64(rest.len() as f64, ReduceOp::Min)? as usize;
+            rest.truncate(shortest);
+        }
         let steps_in_epoch = total.div_ceil(cfg.batch_size as u64);
         let bar = progress_bar(steps_in_epoch, epoch, cfg.epochs);
         if let Some(b) = &bar {
             b.set_position(position / cfg.batch_size as u64);
         }
-        let rest = indices[(position as usize).min(indices.len())..].to_vec();
         let (mut loss_sum, mut loss_n) = (0.0, 0u64);
         for batch in run_epoch(ds.clone(), pipeline.clone(), rest, epoch, &loader_cfg, cpu_decoder_factory(true)) {
             let consumed = (batch.len() + batch.skipped) as u64;
-            if batch.is_empty() {
+            if batch.is_empty() && group.is_none() {
                 position += consumed;
                 continue;
             }
             let mut ctx = EpochContext { epoch, cfg, trunk: trunk.as_ref(), ds: &ds, records, extract: extract(), log: &mut log };
             method.before_step(&mut ctx, step)?;
             let lr = cfg.schedule.at(epoch as f64 + position as f64 / total.max(1) as f64);
-            tch::manual_seed(seed_of(&[cfg.seed, step, 0xD0]) as i64 & i64::MAX);
+            tch::manual_seed(seed_of(&[cfg.seed, step, 0xD0 + rank as u64]) as i64 & i64::MAX);
             opt.zero_grad();
             method.zero_grad();
-            let out = method.step(trunk.as_ref(), &batch, dev)?;
-            out.loss.backward();
+            let Some(out) = data_parallel_step(group.as_deref(), &vs, &opt, method.as_mut(), trunk.as_ref(), &batch, dev)? else {
+                // this rank's batch was empty (undecodable records): it took part with zero gradients
+                opt.step(lr);
+                method.update(lr);
+                step += 1;
+                position += consumed;
+                continue;
+            };
             opt.step(lr);
             method.update(lr);
             let loss = out.loss.double_value(&[]);
@@ -166,15 +212,15 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
             if step % cfg.log_every.max(1) == 0 || step == 1 {
                 let secs = train_started.elapsed().as_secs_f64();
                 log.write("step", json!({ "epoch": epoch, "step": step, "loss": loss, "lr": lr, "accuracy": out.accuracy, "batch_hash": batch_hash(&batch.indices),
-                    "images_per_s": images as f64 / secs.max(1e-9), "time_s": started.elapsed().as_secs_f64() }))
+                    "images_per_s": (images * world as u64) as f64 / secs.max(1e-9), "time_s": started.elapsed().as_secs_f64() }))
                     .map_err(io_err(log.path()))?;
                 if bar.is_none() {
                     tracing::info!("epoch {epoch} step {step}: loss {loss:.4} lr {lr:.4}");
                 }
             }
             let stop = cfg.max_steps.is_some_and(|m| step >= m);
-            if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) || stop {
-                last_ckpt = Some(save(&vs, &opt, method.as_ref(), cfg, epoch, position, step, &mut log)?);
+            if ((cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && !elastic) || stop) && is_main {
+                last_ckpt = Some(save(&vs, &opt, method.as_ref(), cfg, epoch, position, step, world, &mut log)?);
             }
             if stop {
                 if let Some(b) = &bar {
@@ -191,14 +237,17 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
         log.write("epoch", json!({ "epoch": epoch, "loss": mean, "lr": cfg.schedule.at(epoch as f64), "seconds": secs, "images": total }))
             .map_err(io_err(log.path()))?;
         tracing::info!("epoch {epoch}: mean loss {mean:.4}, {secs:.1}s");
-        if let Some(eds) = &eval_ds {
-            let e = evaluate(trunk.as_ref(), &ds, records, eds, cfg, &extract())?;
-            log.write("eval", e.to_json(epoch as i64)).map_err(io_err(log.path()))?;
-            last_eval = Some(e);
-        }
         epoch += 1;
         position = 0;
-        last_ckpt = Some(save(&vs, &opt, method.as_ref(), cfg, epoch, 0, step, &mut log)?);
+        if !is_main {
+            continue;
+        }
+        if let Some(eds) = &eval_ds {
+            let e = evaluate(trunk.as_ref(), &ds, records, eds, cfg, &eval_extract())?;
+            log.write("eval", e.to_json(epoch as i64 - 1)).map_err(io_err(log.path()))?;
+            last_eval = Some(e);
+        }
+        last_ckpt = Some(save(&vs, &opt, method.as_ref(), cfg, epoch, 0, step, world, &mut log)?);
         if let Some(labels) = method.pseudo_labels() {
             write_pseudo_labels(&ds, &cfg.run_dir, &labels)?;
         }
@@ -211,15 +260,61 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
         steps: step,
         resumed_from_step: resumed_from,
         seconds,
-        images_per_second: images as f64 / train_started.elapsed().as_secs_f64().max(1e-9),
+        images_per_second: (images * world as u64) as f64 / train_started.elapsed().as_secs_f64().max(1e-9),
         last_loss,
         eval: last_eval,
         checkpoint: last_ckpt,
     })
 }
 
+/// One step's forward and backward; in a data-parallel run also the buffer broadcast before and
+/// the gradient averaging after. None when this rank's batch is empty (it still takes part in the
+/// averaging, with zero gradients).
+fn data_parallel_step(group: Option<&ProcessGroup>, vs: &nn::VarStore, opt: &Sgd, method: &mut dyn method::Method, trunk: &dyn Network, batch: &crate::loader::Batch, dev: Device) -> Result<Option<method::StepOutput>> {
+    let Some(g) = group else {
+        let out = method.step(trunk, batch, dev)?;
+        out.loss.backward();
+        return Ok(Some(out));
+    };
+    // DistributedDataParallel's broadcast_buffers: BatchNorm statistics follow rank 0
+    let buffers: Vec<Tensor> = tensors_of(vs).into_iter().filter(|t| !t.requires_grad()).collect();
+    sync::broadcast_tensors(g, &buffers, 0)?;
+    let out = if batch.is_empty() {
+        None
+    } else {
+        let out = method.step(trunk, batch, dev)?;
+        out.loss.backward();
+        Some(out)
+    };
+    let mut params: Vec<Tensor> = opt.params().iter().map(Tensor::shallow_clone).collect();
+    params.extend(method.parameters());
+    sync::average_gradients(g, &params, sync::BUCKET_BYTES)?;
+    Ok(out)
+}
+
+/// Every variable of `vs` (weights and buffers), sorted by name.
+fn tensors_of(vs: &nn::VarStore) -> Vec<Tensor> {
+    named_vars(vs, "").into_iter().map(|(_, t)| t).collect()
+}
+
+/// Clustering runs on every rank from the same gathered features and seed, so the labels must
+/// agree; if they do not (different hardware, non-deterministic kernels), stop rather than train
+/// each rank towards different targets.
+fn check_same_labels(g: &ProcessGroup, labels: Option<&[i64]>, epoch: u64) -> Result<()> {
+    let Some(labels) = labels else {
+        return Ok(());
+    };
+    let h = batch_hash(&labels.iter().map(|&l| l as u64).collect::<Vec<_>>());
+    let mine = i64::from_str_radix(&h[1..], 16).unwrap_or(0);
+    let all: Vec<i64> = Vec::try_from(g.all_gather(&Tensor::from_slice(&[mine]))?)?;
+    if all.iter().any(|&x| x != mine) {
+        return Err(TrainError::Config(format!("epoch {epoch}: the ranks' pseudo-labels differ (hashes {all:?}); clustering was not deterministic across ranks")));
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
-fn save(vs: &nn::VarStore, opt: &Sgd, method: &dyn method::Method, cfg: &TrainConfig, epoch: u64, position: u64, step: u64, log: &mut MetricsLog) -> Result<std::path::PathBuf> {
+fn save(vs: &nn::VarStore, opt: &Sgd, method: &dyn method::Method, cfg: &TrainConfig, epoch: u64, position: u64, step: u64, world: usize, log: &mut MetricsLog) -> Result<std::path::PathBuf> {
     let mut tensors = named_vars(vs, "trunk.");
     tensors.extend(opt.state("optim."));
     let (mt, mstate) = method.state();
@@ -229,6 +324,7 @@ fn save(vs: &nn::VarStore, opt: &Sgd, method: &dyn method::Method, cfg: &TrainCo
         method: cfg.method.clone(),
         epoch,
         position,
+        world,
         step,
         seed: cfg.seed,
         metrics_offset: log.offset().map_err(io_err(log.path()))?,

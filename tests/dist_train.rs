@@ -1,0 +1,136 @@
+//! Data-parallel training as separate processes on 127.0.0.1 (c10d/Gloo), on real Fashion-MNIST:
+//! - 2 ranks with batch B and SyncBatchNorm end with the same weights as 1 rank with batch 2B;
+//! - so do 4 ranks with batch B/2 (RotNet, and DeepCluster, whose clustering runs on features
+//!   the ranks extract in shares and all-gather);
+//! - killing one rank (SIGKILL) ends the other with a clear error within seconds, and restarting
+//!   both resumes from rank 0's last checkpoint and ends with the weights of an uninterrupted run.
+
+mod dist_common;
+mod train_common;
+
+use dist_common::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use train_common::fashion_shards;
+
+const COMMON: &[&str] = &["--arch", "small", "--crop", "28", "--min-scale", "0.3", "--workers", "1", "--threads", "1", "--seed", "5", "--log-every", "1", "--k", "10", "--dim-pca", "16"];
+
+fn args(data: &Path, run: &Path, method: &str, batch: usize, more: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec!["train".into(), data.display().to_string(), "--method".into(), method.into(), "--batch-size".into(), batch.to_string(), "--run-dir".into(), run.display().to_string()];
+    v.extend(COMMON.iter().chain(more).map(|s| s.to_string()));
+    v
+}
+
+fn run_ranks(world: usize, a: &[String], logs: &Path) {
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut ranks = spawn(world, free_port(), &refs, logs, &[]);
+    for (r, (ok, err)) in wait_all(&mut ranks, Duration::from_secs(600)).into_iter().enumerate() {
+        assert!(ok, "rank {r} of {world} failed:\n{err}");
+    }
+}
+
+fn trunk(run: &Path) -> Vec<(String, tch::Tensor)> {
+    let ck = silt::train::checkpoint::load(run).unwrap();
+    let mut v: Vec<(String, tch::Tensor)> = ck.tensors.into_iter().filter(|(k, _)| k.starts_with("trunk.")).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Largest |a − b| over all tensors, relative to the largest |a|.
+fn max_rel_diff(a: &[(String, tch::Tensor)], b: &[(String, tch::Tensor)]) -> f64 {
+    assert_eq!(a.iter().map(|x| &x.0).collect::<Vec<_>>(), b.iter().map(|x| &x.0).collect::<Vec<_>>());
+    let mut worst = 0f64;
+    for ((name, x), (_, y)) in a.iter().zip(b) {
+        let x = x.to_kind(tch::Kind::Double);
+        let y = y.to_kind(tch::Kind::Double);
+        let scale = x.abs().max().double_value(&[]).max(1e-3);
+        let d = (&x - &y).abs().max().double_value(&[]) / scale;
+        if d > worst {
+            eprintln!("{name}: relative difference {d:.2e}");
+        }
+        worst = worst.max(d);
+    }
+    worst
+}
+
+fn data(dir: &Path, n: usize) -> PathBuf {
+    fashion_shards(&dir.join("data"), "train", n)
+}
+
+fn same_weights_as_one_big_batch(method: &str, world: usize, per_rank: usize, tolerance: f64, more: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = data(dir.path(), 512);
+    let one = dir.path().join("one");
+    let many = dir.path().join("many");
+    run_ranks(1, &args(&d, &one, method, per_rank * world, more), &dir.path().join("logs1"));
+    let mut m: Vec<&str> = more.to_vec();
+    m.push("--sync-bn");
+    run_ranks(world, &args(&d, &many, method, per_rank, &m), &dir.path().join("logsN"));
+    let diff = max_rel_diff(&trunk(&one), &trunk(&many));
+    assert!(diff < tolerance, "{method}: {world} ranks x batch {per_rank} vs 1 rank x batch {}: weights differ by {diff:.2e}", per_rank * world);
+    // rank 0 alone logs; the steps are the global steps
+    let steps_one = train_common::metrics(&one, "step").len();
+    let steps_many = train_common::metrics(&many, "step").len();
+    assert_eq!(steps_one, steps_many);
+    // clustering methods: the same pseudo-labels, epoch by epoch
+    let sizes = |run: &Path| train_common::metrics(run, "cluster").iter().map(|c| c["sizes"].to_string()).collect::<Vec<_>>();
+    assert_eq!(sizes(&one), sizes(&many));
+    let labels = |run: &Path| std::fs::read_to_string(run.join("pseudo_labels.tsv")).ok();
+    assert_eq!(labels(&one), labels(&many));
+    let run = &train_common::metrics(&many, "run")[0];
+    assert_eq!(run["world"], world);
+}
+
+#[test]
+fn two_ranks_train_like_one_rank_with_twice_the_batch() {
+    same_weights_as_one_big_batch("rotnet", 2, 32, 2e-3, &["--epochs", "1", "--max-steps", "6"]);
+}
+
+#[test]
+fn four_ranks_train_like_one_rank_with_four_times_the_batch() {
+    same_weights_as_one_big_batch("rotnet", 4, 16, 2e-3, &["--epochs", "1", "--max-steps", "6"]);
+}
+
+#[test]
+fn deepcluster_clusters_shared_features_on_two_ranks() {
+    // Epoch 2 trains on labels from k-means over features the two ranks extracted in halves: the
+    // labels must be identical to the single process's. Two epochs of SyncBN's float rounding
+    // (sum of squares vs PyTorch's kernel) leave differences of a few 1e-3 in the weights.
+    same_weights_as_one_big_batch("deepcluster", 2, 32, 2e-2, &["--epochs", "2"]);
+}
+
+#[test]
+fn killing_one_rank_stops_the_other_and_a_restart_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = data(dir.path(), 768);
+    let more = ["--epochs", "2", "--checkpoint-every", "3"];
+    let whole = dir.path().join("whole");
+    run_ranks(2, &args(&d, &whole, "rotnet", 32, &more), &dir.path().join("logs-whole"));
+
+    let run = dir.path().join("killed");
+    let a = args(&d, &run, "rotnet", 32, &more);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let logs = dir.path().join("logs-killed");
+    let mut ranks = spawn(2, free_port(), &refs, &logs, &[("SILT_DIST_TIMEOUT_S", "20".into())]);
+    // wait for the first mid-epoch checkpoint, then kill rank 1
+    let started = Instant::now();
+    while !run.join("checkpoints/LATEST").exists() {
+        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ranks[1].child.kill().unwrap();
+    let killed_at = Instant::now();
+    let results = wait_all(&mut ranks[..1], Duration::from_secs(60));
+    let (ok, err) = &results[0];
+    assert!(!ok, "rank 0 must fail when rank 1 dies");
+    assert!(killed_at.elapsed() < Duration::from_secs(30), "rank 0 took {:?} to notice", killed_at.elapsed());
+    assert!(err.contains("rank 0/2") && err.contains("failed"), "unclear error:\n{err}");
+    let _ = ranks[1].child.wait();
+
+    // both ranks again: resume from rank 0's last checkpoint and finish
+    run_ranks(2, &a, &dir.path().join("logs-resumed"));
+    let resumed_log = std::fs::read_to_string(dir.path().join("logs-resumed/rank-1.err")).unwrap();
+    assert!(resumed_log.contains("resuming rotnet"), "rank 1 did not resume:\n{resumed_log}");
+    let diff = max_rel_diff(&trunk(&whole), &trunk(&run));
+    assert!(diff < 1e-5, "resumed run differs from the uninterrupted one by {diff:.2e}");
+}
