@@ -68,12 +68,13 @@ pub struct TrainArgs {
     pub eval_limit: Option<u64>,
     #[arg(long, default_value_t = 200)]
     pub epochs: u64,
-    /// Images per step (default: the method's: DeepCluster 256, RotNet 192, DeeperCluster 48,
-    /// MoCo 256, SimCLR 512, InstDisc 256, SeLa 256, PIC 256).
+    /// Images per step on each process (default: the method's: DeepCluster 256, RotNet 192,
+    /// DeeperCluster 48, MoCo 256, SimCLR 512, InstDisc 256, SeLa 256, PIC 256). Data-parallel
+    /// runs take this many on every rank: the global batch is this × the world size.
     #[arg(long, alias = "batch")]
     pub batch_size: Option<usize>,
     /// Learning rate (default: DeepCluster 0.05, RotNet 0.01, DeeperCluster 0.1, MoCo 0.03,
-    /// SimCLR 0.3 × batch/256, InstDisc 0.03, SeLa 0.08, PIC 0.03 × batch/256).
+    /// SimCLR 0.3 × global batch/256, InstDisc 0.03, SeLa 0.08, PIC 0.03 × global batch/256).
     #[arg(long)]
     pub lr: Option<f64>,
     /// SGD momentum (default 0.9).
@@ -294,10 +295,13 @@ impl TrainArgs {
     pub fn config(&self) -> anyhow::Result<TrainConfig> {
         let Some(d) = defaults(&self.method) else { bail!("unknown method {}", self.method) };
         let batch_size = self.batch_size.unwrap_or(d.batch_size);
+        // the linear scaling rule reads the global batch (every rank's)
+        let world = crate::dist::Launch::from_env()?.world;
+        let global_batch = batch_size * world;
         // SimCLR and PIC scale their base rate linearly with the batch.
         let lr = self.lr.unwrap_or(match self.method.as_str() {
-            "simclr" => 0.3 * batch_size as f64 / 256.0,
-            "pic" => d.lr * batch_size as f64 / 256.0,
+            "simclr" => 0.3 * global_batch as f64 / 256.0,
+            "pic" => d.lr * global_batch as f64 / 256.0,
             _ => d.lr,
         });
         let v2 = self.method == "moco-v2";

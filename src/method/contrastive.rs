@@ -142,6 +142,9 @@ impl Bn1d {
         }
     }
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if let Some(y) = crate::dist::sync_bn::synced(x, Some(&self.weight), self.bias.as_ref(), &self.running_mean, &self.running_var, train) {
+            return y;
+        }
         x.batch_norm(Some(&self.weight), self.bias.as_ref(), Some(&self.running_mean), Some(&self.running_var), train, 0.1, 1e-5, false)
     }
 }
@@ -239,20 +242,58 @@ pub fn info_nce(q: &Tensor, k: &Tensor, queue: &Tensor, temperature: f64) -> (Te
 /// logits = [h_a·h_bᵀ, h_a·h_aᵀ − 1e9·I] / T with target i, likewise for view b; loss = mean CE(a)
 /// + mean CE(b) (the sum of the two means, as released). Returns (loss, accuracy of view a).
 pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> (Tensor, f64) {
-    const LARGE_NUM: f64 = 1e9;
     let (h1, h2) = (l2_normalize(z1), l2_normalize(z2));
-    let n = h1.size()[0];
+    nt_xent_against(&h1, &h2, &h1, &h2, 0, temperature)
+}
+
+/// NT-Xent of this rank's normalised projections `h1`, `h2` [n, d] against the whole global
+/// batch `a1`, `a2` [N, d] (every rank's, gathered with gradient, as SimCLR's
+/// tpu_cross_replica_concat), in which this rank's rows start at `offset`.
+pub fn nt_xent_against(h1: &Tensor, h2: &Tensor, a1: &Tensor, a2: &Tensor, offset: i64, temperature: f64) -> (Tensor, f64) {
+    const LARGE_NUM: f64 = 1e9;
+    let (n, big) = (h1.size()[0], a1.size()[0]);
     let opts = (Kind::Float, h1.device());
-    let labels = Tensor::arange(n, (Kind::Int64, h1.device()));
-    let masks = Tensor::eye(n, opts);
-    let logits_aa = h1.mm(&h1.tr()) / temperature - &masks * LARGE_NUM;
-    let logits_bb = h2.mm(&h2.tr()) / temperature - &masks * LARGE_NUM;
-    let logits_ab = h1.mm(&h2.tr()) / temperature;
-    let logits_ba = h2.mm(&h1.tr()) / temperature;
+    let labels = Tensor::arange(n, (Kind::Int64, h1.device())) + offset;
+    // row i masks its own column offset + i
+    let masks = Tensor::zeros([n, big], opts).scatter_value(1, &labels.unsqueeze(1), 1.0);
+    let logits_aa = h1.mm(&a1.tr()) / temperature - &masks * LARGE_NUM;
+    let logits_bb = h2.mm(&a2.tr()) / temperature - &masks * LARGE_NUM;
+    let logits_ab = h1.mm(&a2.tr()) / temperature;
+    let logits_ba = h2.mm(&a1.tr()) / temperature;
     let logits_a = Tensor::cat(&[logits_ab, logits_aa], 1);
     let logits_b = Tensor::cat(&[logits_ba, logits_bb], 1);
     let loss = logits_a.cross_entropy_for_logits(&labels) + logits_b.cross_entropy_for_logits(&labels);
     (loss, top1(&logits_a, &labels))
+}
+
+/// In a data-parallel run: every rank's rows of `t` (no gradient), in rank order, on `t`'s
+/// device; otherwise `t` itself.
+pub fn gather_from_ranks(t: &Tensor) -> crate::train::error::Result<Tensor> {
+    match crate::dist::world() {
+        Some(g) => Ok(Tensor::cat(&g.all_gather_varying(&t.detach().to_device(Device::Cpu))?, 0).to_device(t.device())),
+        None => Ok(t.shallow_clone()),
+    }
+}
+
+/// MoCo's shuffling BN across ranks (builder.py `_batch_shuffle_ddp` / `_batch_unshuffle_ddp`):
+/// the key images of all ranks are gathered and permuted with rank 0's permutation, each rank
+/// encodes its slice of the permuted batch (so BatchNorm never sees a query's own key batch),
+/// and the keys are gathered back and un-permuted. Returns (this rank's keys, every rank's keys
+/// in rank order, for the queue).
+pub fn keys_shuffled_across_ranks(g: &crate::dist::ProcessGroup, x: &Tensor, encode: &dyn Fn(&Tensor) -> Tensor) -> crate::train::error::Result<(Tensor, Tensor)> {
+    let device = x.device();
+    let parts = g.all_gather_varying(&x.to_device(Device::Cpu))?;
+    let lens: Vec<i64> = parts.iter().map(|p| p.size()[0]).collect();
+    let all = Tensor::cat(&parts, 0);
+    let mut perm = Tensor::randperm(all.size()[0], (Kind::Int64, Device::Cpu));
+    g.broadcast(&mut perm, 0)?;
+    let offset: i64 = lens[..g.rank()].iter().sum();
+    let mine = perm.narrow(0, offset, lens[g.rank()]);
+    let k_mine = encode(&all.index_select(0, &mine).to_device(device));
+    // row j of k_perm is the key of image perm[j]
+    let k_perm = Tensor::cat(&g.all_gather_varying(&k_mine.to_device(Device::Cpu))?, 0);
+    let k_all = k_perm.zeros_like().index_copy(0, &perm, &k_perm).to_device(device);
+    Ok((k_all.narrow(0, offset, lens[g.rank()]), k_all))
 }
 
 /// InstDisc's NCEAverage forward (lib/NCEAverage.py): out = exp(w·f / T) for the K+1 bank rows

@@ -7,7 +7,7 @@
 //! softmax over the whole bank (LinearAverage + cross-entropy). After each step the batch's rows
 //! move towards its features: V_i ← normalise(m·V_i + (1 − m)·f_i), m = `--nce-m` 0.5.
 
-use super::contrastive::{bank_softmax, contrastive_pipeline, l2_normalize, nce_loss, nce_probs, sample_noise, top1, HeadKind, MemoryBank};
+use super::contrastive::{bank_softmax, contrastive_pipeline, gather_from_ranks, l2_normalize, nce_loss, nce_probs, sample_noise, top1, HeadKind, MemoryBank};
 use super::{saved, EpochContext, Method, StepOutput};
 use crate::loader::presets::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::loader::rng::seed_of;
@@ -75,7 +75,13 @@ impl Method for InstDisc {
         let n = bank.len();
         let (loss, acc) = if c.nce_k > 0 {
             let idx = sample_noise(&y, c.nce_k as i64, n);
-            let (probs, z) = nce_probs(&f, &bank.gather(&idx), c.temperature, self.z, n);
+            let (mut probs, mut z) = nce_probs(&f, &bank.gather(&idx), c.temperature, self.z, n);
+            if let (None, Some(g)) = (self.z, crate::dist::world()) {
+                // the normaliser every rank uses is the mean of the ranks' first estimates
+                let mean = g.all_reduce_f64(z, crate::dist::ReduceOp::Avg)?;
+                probs = probs * (z / mean);
+                z = mean;
+            }
             self.z = Some(z);
             let acc = top1(&probs, &Tensor::zeros([probs.size()[0]], (Kind::Int64, device)));
             (nce_loss(&probs, n), acc)
@@ -83,7 +89,8 @@ impl Method for InstDisc {
             let (loss, logits) = bank_softmax(&f, &bank.bank, &y, c.temperature);
             (loss, top1(&logits, &y))
         };
-        self.pending = Some((y, f.detach()));
+        // every rank's rows go into every rank's bank, so the banks stay identical
+        self.pending = Some((gather_from_ranks(&y)?, gather_from_ranks(&f)?));
         Ok(StepOutput { loss, accuracy: Some(acc) })
     }
 

@@ -14,7 +14,7 @@
 //! v2 (`--method moco-v2`, or `--mlp --aug-plus --temperature 0.2 --schedule cosine`): MLP head,
 //! aug+ views, T 0.2, cosine schedule.
 
-use super::contrastive::{contrastive_pipeline, ema_update, forward_split, info_nce, l2_normalize, top1, HeadKind, Projection, Queue};
+use super::contrastive::{contrastive_pipeline, ema_update, forward_split, info_nce, keys_shuffled_across_ranks, l2_normalize, top1, HeadKind, Projection, Queue};
 use super::{saved, EpochContext, Method, StepOutput};
 use crate::loader::presets::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::loader::rng::seed_of;
@@ -131,23 +131,25 @@ impl Method for Moco {
         let x_q = batch.view_f32(0, IMAGENET_MEAN, IMAGENET_STD, device);
         let x_k = batch.view_f32(1, IMAGENET_MEAN, IMAGENET_STD, device);
         let q = l2_normalize(&self.head.forward_t(&forward_split(trunk, &x_q, c.bn_splits, true), true));
-        let k = tch::no_grad(|| {
-            ema_update(&self.pairs, c.key_momentum);
-            let n = x_k.size()[0];
-            let (shuffle, unshuffle) = if c.bn_splits > 1 {
-                let perm = Tensor::randperm(n, (Kind::Int64, device));
-                let inv = perm.argsort(0, false);
-                (Some(perm), Some(inv))
-            } else {
-                (None, None)
-            };
-            let x = shuffle.as_ref().map_or_else(|| x_k.shallow_clone(), |s| x_k.index_select(0, s));
-            let k = l2_normalize(&self.key_head.forward_t(&forward_split(self.key_trunk.as_ref(), &x, c.bn_splits, true), true));
-            unshuffle.as_ref().map_or(k.shallow_clone(), |u| k.index_select(0, u))
-        });
+        tch::no_grad(|| ema_update(&self.pairs, c.key_momentum));
+        let encode = |x: &Tensor| tch::no_grad(|| l2_normalize(&self.key_head.forward_t(&forward_split(self.key_trunk.as_ref(), x, c.bn_splits, true), true)));
+        let (k, all_keys) = match crate::dist::world() {
+            // data-parallel: shuffle BN across the ranks, and every rank's keys join the queue
+            Some(g) => keys_shuffled_across_ranks(&g, &x_k, &encode)?,
+            None => {
+                let n = x_k.size()[0];
+                let k = if c.bn_splits > 1 {
+                    let perm = Tensor::randperm(n, (Kind::Int64, device));
+                    encode(&x_k.index_select(0, &perm)).index_select(0, &perm.argsort(0, false))
+                } else {
+                    encode(&x_k)
+                };
+                (k.shallow_clone(), k)
+            }
+        };
         let (loss, logits) = info_nce(&q, &k, &self.queue.keys, c.temperature);
         let acc = top1(&logits, &Tensor::zeros([logits.size()[0]], (Kind::Int64, device)));
-        self.pending = Some(k);
+        self.pending = Some(all_keys);
         Ok(StepOutput { loss, accuracy: Some(acc) })
     }
 

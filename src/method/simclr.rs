@@ -3,7 +3,8 @@
 //! Linear, BN, ReLU, Linear, BN), NT-Xent over the batch with temperature T.
 //! `--lars` (§1.11) is an optimiser setting: the trainer's SGD and this head's both apply it.
 
-use super::contrastive::{contrastive_pipeline, nt_xent, HeadKind, Projection};
+use super::contrastive::{contrastive_pipeline, l2_normalize, nt_xent, nt_xent_against, HeadKind, Projection};
+use crate::dist::ReduceOp;
 use super::{EpochContext, Method, StepOutput};
 use crate::loader::presets::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::loader::rng::seed_of;
@@ -52,7 +53,22 @@ impl Method for SimClr {
         let x2 = batch.view_f32(1, IMAGENET_MEAN, IMAGENET_STD, device);
         let n = x1.size()[0];
         let z = self.head.forward_t(&trunk.forward_t(&Tensor::cat(&[x1, x2], 0), true), true);
-        let (loss, acc) = nt_xent(&z.narrow(0, 0, n), &z.narrow(0, n, n), self.cfg.contrastive.temperature);
+        let t = self.cfg.contrastive.temperature;
+        let (loss, acc) = match crate::dist::world() {
+            // the global batch: negatives from every rank, gradients flow back to each
+            Some(g) => {
+                let equal = g.all_reduce_f64(n as f64, ReduceOp::Min)? == g.all_reduce_f64(n as f64, ReduceOp::Max)?;
+                let (h1, h2) = (l2_normalize(&z.narrow(0, 0, n)), l2_normalize(&z.narrow(0, n, n)));
+                if equal {
+                    let (a1, a2) = (g.all_gather_autograd(&h1)?, g.all_gather_autograd(&h2)?);
+                    nt_xent_against(&h1, &h2, &a1, &a2, g.rank() as i64 * n, t)
+                } else {
+                    // a rank lost records this step (undecodable): its own batch only
+                    nt_xent_against(&h1, &h2, &h1, &h2, 0, t)
+                }
+            }
+            None => nt_xent(&z.narrow(0, 0, n), &z.narrow(0, n, n), t),
+        };
         Ok(StepOutput { loss, accuracy: Some(acc) })
     }
 
