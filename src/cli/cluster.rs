@@ -246,8 +246,16 @@ impl RunArgs {
             ..KMeansConfig::default()
         };
 
+        // Under a launcher (torchrun, srun, mpirun) flat k-means is shared out: each rank assigns
+        // its contiguous share of the points and the centroid sums are all-reduced; rank 0 writes.
+        let (launch, group) = crate::dist::init_from_env().context("joining the process group")?;
         let t = Instant::now();
-        let (labels, centroids, k_total, inertia, objective) = if self.levels.is_empty() {
+        let (labels, centroids, k_total, inertia, objective) = if let (Some(g), true) = (&group, self.levels.is_empty()) {
+            let (start, end) = (n * g.rank() / g.size(), n * (g.rank() + 1) / g.size());
+            let _pb = spinner(&format!("distributed k-means: {n} points over {} ranks, d {d}, k {}", g.size(), self.k));
+            let r = crate::cluster::distributed::distributed_kmeans(&x[start * d..end * d], d, &cfg, g)?;
+            (r.labels, r.centroids, self.k, r.inertia, r.objective)
+        } else if self.levels.is_empty() {
             let _pb = spinner(&format!("k-means: {n} points, d {d}, k {} ({backend:?}, {device:?})", self.k));
             let r = kmeans(&x, d, &cfg, backend)?;
             (r.labels, r.centroids, self.k, r.inertia, r.objective)
@@ -263,12 +271,16 @@ impl RunArgs {
             (labels, centroids, k_total, h.inertia, Vec::new())
         };
         timings.insert("kmeans_s".into(), json!(t.elapsed().as_secs_f64()));
+        if launch.rank != 0 {
+            return Ok(ExitCode::SUCCESS);
+        }
 
         assign::write_flat(dir, &ids, &labels, &centroids, d)?;
         let sizes = metrics::size_summary(&metrics::cluster_sizes(&labels, k_total)?);
         let report = json!({
             "points": n, "dim": d, "clusters": k_total, "levels": self.levels,
-            "backend": backend, "device": format!("{device:?}"),
+            "backend": if group.is_some() && self.levels.is_empty() { json!("torch-distributed") } else { json!(backend) },
+            "ranks": launch.world, "device": format!("{device:?}"),
             "inertia": inertia, "objective": objective, "sizes": sizes, "timings": timings,
             "config": {"niter": self.niter, "nredo": self.nredo, "seed": self.seed, "pca": self.pca,
                        "max_points_per_centroid": self.max_points_per_centroid, "spherical": self.spherical},

@@ -267,7 +267,7 @@ fn torch_lloyd(x: &Tensor, cfg: &KMeansConfig, seed: i64) -> Result<(Tensor, Vec
 /// faiss `split_clusters`: every empty cluster takes a perturbed copy of a donor chosen with
 /// probability (size − 1)/(n − k), scanning clusters cyclically from 0. Returns splits made.
 /// Like faiss, the generator is mt19937(1234) afresh at every call.
-fn split_clusters(centroids: &mut [f32], d: usize, mut sizes: Vec<f32>, n: usize) -> usize {
+pub(crate) fn split_clusters(centroids: &mut [f32], d: usize, mut sizes: Vec<f32>, n: usize) -> usize {
     const EPS: f32 = 1.0 / 1024.0;
     let mut rng = Mt19937::new(1234);
     let k = sizes.len();

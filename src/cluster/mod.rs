@@ -7,6 +7,7 @@
 //! centroids written as `.npy` arrays that numpy can mmap) → [`metrics`] for evaluation.
 
 pub mod assign;
+pub mod distributed;
 pub mod error;
 pub mod hierarchical;
 pub mod hungarian;
