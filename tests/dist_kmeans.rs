@@ -64,3 +64,31 @@ fn distributed_kmeans_equals_single_process_kmeans() {
         assert!((inertia - want_inertia).abs() <= 1e-4 * want_inertia, "{world} ranks: inertia {inertia} vs {want_inertia}");
     }
 }
+
+#[test]
+fn shared_hierarchical_kmeans_equals_single_process() {
+    // DeeperCluster's two levels: the 4 super-classes' sub-clusterings are shared out over the
+    // ranks; each keeps its seed, so the labels are exactly the single process's
+    let dir = tempfile::tempdir().unwrap();
+    let feats = dir.path().join("features.npy");
+    features(&feats, 2000);
+    let with_levels = |out: &Path| {
+        let mut a: Vec<String> = cluster_args(&feats, out).into_iter().map(|s| if s == "torch" { "faiss".into() } else { s }).collect();
+        a.extend(["--levels", "4,5"].iter().map(|s| s.to_string()));
+        a
+    };
+    let single = dir.path().join("single");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_silt")).args(with_levels(&single)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shared = dir.path().join("shared");
+    let a = with_levels(&shared);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut ranks = spawn(3, free_port(), &refs, &dir.path().join("logs"), &[]);
+    for (r, (ok, err)) in wait_all(&mut ranks, Duration::from_secs(300)).into_iter().enumerate() {
+        assert!(ok, "rank {r}: {err}");
+    }
+    for f in ["labels.npy", "level0_labels.npy", "level1_labels.npy"] {
+        assert_eq!(silt::cluster::assign::read_labels(&single.join(f)).unwrap(), silt::cluster::assign::read_labels(&shared.join(f)).unwrap(), "{f}");
+    }
+    assert_eq!(std::fs::read(single.join("centroids.npy")).unwrap(), std::fs::read(shared.join("centroids.npy")).unwrap());
+}

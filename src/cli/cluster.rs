@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use crate::cluster::assign;
-use crate::cluster::hierarchical::hierarchical_kmeans;
+use crate::cluster::hierarchical::hierarchical_kmeans_shared;
 use crate::cluster::kmeans::{best_device, kmeans, Backend, EmptyClusterPolicy, Init, KMeansConfig};
 use crate::cluster::metrics;
 use crate::cluster::npy::{self, NpyFile};
@@ -261,8 +261,8 @@ impl RunArgs {
             (r.labels, r.centroids, self.k, r.inertia, r.objective)
         } else {
             let _pb = spinner(&format!("hierarchical k-means {:?}: {n} points, d {d} ({backend:?})", self.levels));
-            let h = hierarchical_kmeans(&x, d, &self.levels, &cfg, backend)?;
-            for (l, (lab, cen)) in h.labels.iter().zip(&h.centroids).enumerate() {
+            let h = hierarchical_kmeans_shared(&x, d, &self.levels, &cfg, backend, group.as_deref())?;
+            for (l, (lab, cen)) in h.labels.iter().zip(&h.centroids).enumerate().filter(|_| launch.rank == 0) {
                 assign::write_level(dir, l, lab, cen, d)?;
             }
             let k_total = h.total_clusters();

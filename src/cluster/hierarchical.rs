@@ -4,11 +4,15 @@
 //! total cost is about Σ_l n·d·k_l·niter instead of n·d·Πk_l·niter for the flat equivalent: with
 //! levels 100,100 that is 50× fewer distance computations than 10,000 flat clusters.
 //!
-//! Sub-problems run one after another on this process; sharing them over a clustering process
-//! group (DeeperCluster's Tc ranks per super-class) is the distributed layer's job.
+//! Sub-problems run one after another on this process, or, given a process group, are shared out
+//! over its ranks (sub-problem p on rank p mod world, as DeeperCluster gives each super-class's
+//! clustering to its own ranks) and the level's labels and centroids all-reduced; every
+//! sub-problem keeps its seed, so the result is the single process's.
 
 use super::error::{ClusterError, Result};
 use super::kmeans::{kmeans, Backend, KMeansConfig};
+use crate::dist::{ProcessGroup, ReduceOp};
+use tch::Tensor;
 
 #[derive(Debug, Clone)]
 pub struct HierarchicalResult {
@@ -36,6 +40,12 @@ impl HierarchicalResult {
 /// Clusters `x` (n × d) level by level. `cfg.k` is ignored (the levels give it); every
 /// sub-problem uses `cfg` otherwise, with its seed offset by the sub-problem number.
 pub fn hierarchical_kmeans(x: &[f32], d: usize, levels: &[usize], cfg: &KMeansConfig, backend: Backend) -> Result<HierarchicalResult> {
+    hierarchical_kmeans_shared(x, d, levels, cfg, backend, None)
+}
+
+/// [`hierarchical_kmeans`] with the sub-problems shared out over `group` (every rank passes the
+/// same `x` and gets the whole result).
+pub fn hierarchical_kmeans_shared(x: &[f32], d: usize, levels: &[usize], cfg: &KMeansConfig, backend: Backend, group: Option<&ProcessGroup>) -> Result<HierarchicalResult> {
     if levels.is_empty() || levels.contains(&0) {
         return Err(ClusterError::Invalid(format!("hierarchical k-means: levels must be positive, got {levels:?}")));
     }
@@ -54,30 +64,53 @@ pub fn hierarchical_kmeans(x: &[f32], d: usize, levels: &[usize], cfg: &KMeansCo
         width *= k;
         let mut level_labels = vec![-1i64; n];
         let mut level_centroids = vec![0f32; width * d];
-        let mut next_groups = Vec::new();
         inertia = 0.0;
         for (parent, rows) in &groups {
             if rows.is_empty() {
                 continue;
             }
             let sub_k = k.min(rows.len());
+            let sub_cfg = KMeansConfig { k: sub_k, seed: cfg.seed.wrapping_add(problem), ..cfg.clone() };
+            let mine = group.is_none_or(|g| problem as usize % g.size() == g.rank());
+            problem += 1;
+            if !mine {
+                continue;
+            }
             let mut buf = Vec::with_capacity(rows.len() * d);
             for &r in rows {
                 buf.extend_from_slice(&x[r * d..(r + 1) * d]);
             }
-            let sub_cfg = KMeansConfig { k: sub_k, seed: cfg.seed.wrapping_add(problem), ..cfg.clone() };
-            problem += 1;
             let r = kmeans(&buf, d, &sub_cfg, backend)?;
             inertia += r.inertia;
             let base = parent * k as i64;
-            let mut children: Vec<Vec<usize>> = vec![Vec::new(); sub_k];
             for (&row, &sub) in rows.iter().zip(&r.labels) {
                 level_labels[row] = base + sub;
-                children[sub as usize].push(row);
             }
             for (c, cent) in r.centroids.chunks(d).enumerate() {
                 let at = (base as usize + c) * d;
                 level_centroids[at..at + d].copy_from_slice(cent);
+            }
+        }
+        if let Some(g) = group {
+            // each row's label and each centroid came from exactly one rank
+            let err = |e: crate::dist::DistError| ClusterError::Invalid(format!("hierarchical k-means: {e}"));
+            let mut l = Tensor::from_slice(&level_labels);
+            g.all_reduce(&mut l, ReduceOp::Max).map_err(err)?;
+            level_labels = Vec::try_from(&l)?;
+            let mut c = Tensor::from_slice(&level_centroids);
+            g.all_reduce(&mut c, ReduceOp::Sum).map_err(err)?;
+            level_centroids = Vec::try_from(&c)?;
+            inertia = g.all_reduce_f64(inertia, ReduceOp::Sum).map_err(err)?;
+        }
+        let mut next_groups = Vec::new();
+        for (parent, rows) in &groups {
+            if rows.is_empty() {
+                continue;
+            }
+            let base = parent * k as i64;
+            let mut children: Vec<Vec<usize>> = vec![Vec::new(); k.min(rows.len())];
+            for &row in rows {
+                children[(level_labels[row] - base) as usize].push(row);
             }
             next_groups.extend(children.into_iter().enumerate().map(|(c, rows)| (base + c as i64, rows)));
         }

@@ -6,7 +6,7 @@ use super::EpochContext;
 use crate::cluster::kmeans::{kmeans, Backend, KMeansConfig};
 use crate::cluster::metrics;
 use crate::cluster::pca::{Pca, PcaConfig};
-use crate::cluster::hierarchical::hierarchical_kmeans;
+use crate::cluster::hierarchical::hierarchical_kmeans_shared;
 use crate::loader::rng::seed_of;
 use crate::train::error::{Result, TrainError};
 use crate::train::features::extract;
@@ -48,7 +48,8 @@ pub fn cluster_epoch(ctx: &mut EpochContext, levels: &[usize], floor_ratio: Opti
         let r = kmeans(&y, dp, &kcfg, backend)?;
         (r.labels, None, r.inertia)
     } else {
-        let r = hierarchical_kmeans(&y, dp, levels, &kcfg, backend)?;
+        // data-parallel runs share the super-classes' sub-clusterings out over the ranks
+        let r = hierarchical_kmeans_shared(&y, dp, levels, &kcfg, backend, ctx.extract.group.as_deref())?;
         let parents = r.labels[r.labels.len() - 2].clone();
         (r.final_labels().to_vec(), Some(parents), r.inertia)
     };
