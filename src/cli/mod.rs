@@ -41,6 +41,7 @@ pub enum Command {
     /// `dist bench` times all-reduce.
     Dist(dist::DistArgs),
     /// PCA-whiten and k-means (flat or hierarchical) a feature file; `cluster metrics` scores labels.
+    /// Under a launcher the k-means work is shared over the ranks.
     Cluster(cluster::ClusterArgs),
     /// Ingest a folder, an ImageNet-zip, a YFCC100M list, tar shards or MNIST-style IDX files into
     /// shards; re-run to resume.
@@ -48,7 +49,8 @@ pub enum Command {
     /// Benchmark the data loader and draw grids of augmented views.
     Loader(loader::LoaderArgs),
     /// Train a network without labels: DeepCluster, RotNet, DeeperCluster, MoCo v1/v2, SimCLR,
-    /// InstDisc. Resumes a run directory that holds a checkpoint.
+    /// InstDisc, SeLa, PIC. Resumes a run directory that holds a checkpoint. Under torchrun, srun
+    /// or mpirun every process becomes a data-parallel rank.
     Train(train::TrainArgs),
     /// Score a checkpoint's features on labelled shards: kNN or a linear probe.
     Eval(eval::EvalArgs),
