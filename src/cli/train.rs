@@ -3,7 +3,8 @@
 //! latest checkpoint.
 
 use crate::method::contrastive::{default_temperature, ContrastiveConfig};
-use crate::method::pic::{default_small_crop, window_epochs, CacheMode, PicConfig};
+use crate::loader::CacheMode;
+use crate::method::pic::{default_small_crop, window_epochs, PicConfig};
 use crate::method::sela::SelaConfig;
 use crate::method::{defaults, METHODS};
 use crate::train::schedule::{LrSchedule, Schedule};
@@ -132,6 +133,14 @@ pub struct TrainArgs {
     /// libtorch threads (0: libtorch's default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Data-parallel runs of the methods that visit every record once per epoch (RotNet, MoCo,
+    /// SimCLR, InstDisc, SeLa, PIC): part = each rank reads only its own contiguous shards
+    /// (shuffled within them; memory-mapped, so only those pages are ever loaded, as PIC's
+    /// upstream shards its in-memory cache); full / no = a global shuffle dealt over the ranks.
+    /// Default: part for PIC, full otherwise. Clustering methods sample by pseudo-label and ignore
+    /// it; so does PIC's sliding window.
+    #[arg(long, value_enum)]
+    pub cache_mode: Option<CacheMode>,
     /// Data-parallel runs: BatchNorm statistics over the batches of all ranks (SyncBatchNorm)
     /// instead of each rank's own. DeeperCluster always synchronises them.
     #[arg(long)]
@@ -269,12 +278,6 @@ pub struct PicArgs {
     /// PIC: sliding window stride S.
     #[arg(long, default_value_t = 16384)]
     pub window_stride: u64,
-    /// PIC: part = draw only from this process's own contiguous shards (upstream shards its
-    /// in-memory cache this way); full / no = shuffle over every record. With one process all
-    /// three read the same records (in different orders); shards are memory-mapped, so there is
-    /// no separate byte cache. Without effect with --use-sliding-window-sampler.
-    #[arg(long, value_enum, default_value_t = CacheMode::Part)]
-    pub cache_mode: CacheMode,
     /// PIC: softmax over the batch's own classes plus the K most recently visited instances (the
     /// paper's negative sampling, not in the released code), with the skipped momentum and
     /// weight-decay updates of W's rows applied in closed form when they are touched again;
@@ -360,6 +363,7 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             keep_checkpoints: self.keep_checkpoints,
             sync_bn: self.sync_bn,
+            cache_mode: self.cache_mode.unwrap_or(if self.method == "pic" { CacheMode::Part } else { CacheMode::Full }),
             log_every: self.log_every,
             max_steps: self.max_steps,
             clustering: ClusteringConfig {
@@ -400,7 +404,6 @@ impl TrainArgs {
                 sliding_window: p.use_sliding_window_sampler,
                 window_size: p.window_size,
                 window_stride: p.window_stride,
-                cache_mode: p.cache_mode,
                 negatives: p.negatives,
             },
         })

@@ -20,5 +20,5 @@ pub use batch::{Batch, ViewBatch};
 pub use decode::{CpuDecoder, Decode, DecodeError, DecodeRequest, Decoded, RgbImage};
 pub use multicrop::{Augmenter, Geometry, Pipeline, ViewSpec};
 pub use presets::preset;
-pub use sampler::{Sampler, SamplerError, SamplerKind, SamplerState};
+pub use sampler::{CacheMode, Sampler, SamplerError, SamplerKind, SamplerState};
 pub use workers::{cpu_decoder_factory, run_epoch, LoaderConfig, LoaderStats};

@@ -46,6 +46,19 @@ pub enum SamplerKind {
     SlidingWindow { window: u64, stride: u64 },
 }
 
+/// Which records a data-parallel rank reads (PIC's upstream `--cache-mode`): `part` = only its
+/// own contiguous range of shards ([`SamplerKind::Part`]; with memory-mapped shards a rank then
+/// only ever touches, and keeps in the page cache, its part); `full` / `no` = a global shuffle
+/// dealt over the ranks ([`SamplerKind::Shuffle`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    No,
+    #[default]
+    Full,
+    Part,
+}
+
 /// Where a run stands: enough to restart it with no duplicate and no missed sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SamplerState {

@@ -63,7 +63,7 @@ impl Method for InstDisc {
             self.bank = Some(MemoryBank::new(ctx.records as i64, self.cfg.contrastive.dim, self.cfg.contrastive.nce_m, self.device));
             self.z = None;
         }
-        Ok(SamplerKind::Shuffle)
+        Ok(super::instance_sampler(ctx))
     }
 
     fn step(&mut self, trunk: &dyn Network, batch: &Batch, device: Device) -> Result<StepOutput> {

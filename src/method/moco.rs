@@ -119,8 +119,8 @@ impl Method for Moco {
         Ok(())
     }
 
-    fn begin_epoch(&mut self, _ctx: &mut EpochContext, _restored: bool) -> Result<SamplerKind> {
-        Ok(SamplerKind::Shuffle)
+    fn begin_epoch(&mut self, ctx: &mut EpochContext, _restored: bool) -> Result<SamplerKind> {
+        Ok(super::instance_sampler(ctx))
     }
 
     fn step(&mut self, trunk: &dyn Network, batch: &Batch, device: Device) -> Result<StepOutput> {

@@ -148,6 +148,23 @@ pub fn build(cfg: &TrainConfig, feature_dim: i64, device: Device) -> Result<Box<
     })
 }
 
+/// The sampler of the methods that visit every record once per epoch: a global shuffle, or with
+/// `--cache-mode part` each rank's own contiguous shards, shuffled.
+pub(crate) fn instance_sampler(ctx: &EpochContext) -> SamplerKind {
+    if ctx.cfg.cache_mode != crate::loader::CacheMode::Part {
+        return SamplerKind::Shuffle;
+    }
+    let ds = ctx.ds;
+    let n = ds.shards().len();
+    let shard_counts = (0..n)
+        .map(|s| {
+            let end = if s + 1 < n { ds.shard_start(s + 1) } else { ds.len() };
+            end.min(ctx.records) - ds.shard_start(s).min(ctx.records)
+        })
+        .collect();
+    SamplerKind::Part { shard_counts }
+}
+
 /// Looks up a saved tensor by name, with a clear error.
 pub(crate) fn saved<'a>(tensors: &'a HashMap<String, Tensor>, name: &str) -> Result<&'a Tensor> {
     tensors.get(name).ok_or_else(|| TrainError::Config(format!("checkpoint lacks tensor {name:?}")))

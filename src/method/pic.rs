@@ -54,15 +54,6 @@ use serde_json::json;
 use std::collections::HashMap;
 use tch::{nn, Device, Kind, Tensor};
 
-/// Upstream `--cache-mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheMode {
-    No,
-    Full,
-    Part,
-}
-
 /// PIC's settings (`silt train --method pic`); dimension and temperature are the contrastive
 /// methods' `--feature-dim` and `--temperature`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -82,7 +73,6 @@ pub struct PicConfig {
     pub sliding_window: bool,
     pub window_size: u64,
     pub window_stride: u64,
-    pub cache_mode: CacheMode,
     /// Recent negatives per step (0 = full softmax over all N).
     pub negatives: usize,
 }
@@ -98,7 +88,6 @@ impl Default for PicConfig {
             sliding_window: false,
             window_size: 131072,
             window_stride: 16384,
-            cache_mode: CacheMode::Part,
             negatives: 0,
         }
     }
@@ -268,18 +257,8 @@ impl Method for Pic {
         let p = &self.cfg.pic;
         Ok(if p.sliding_window {
             SamplerKind::SlidingWindow { window: p.window_size, stride: p.window_stride }
-        } else if p.cache_mode == CacheMode::Part {
-            let ds = ctx.ds;
-            let n = ds.shards().len();
-            let shard_counts = (0..n)
-                .map(|s| {
-                    let end = if s + 1 < n { ds.shard_start(s + 1) } else { ds.len() };
-                    end.min(ctx.records) - ds.shard_start(s).min(ctx.records)
-                })
-                .collect();
-            SamplerKind::Part { shard_counts }
         } else {
-            SamplerKind::Shuffle
+            super::instance_sampler(ctx)
         })
     }
 

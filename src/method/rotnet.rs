@@ -41,8 +41,8 @@ impl Method for RotNet {
         Pipeline { name: "rotnet".into(), views: vec![ViewSpec { rotations: true, ..train_view(&self.cfg) }], mean: IMAGENET_MEAN, std: IMAGENET_STD }
     }
 
-    fn begin_epoch(&mut self, _ctx: &mut EpochContext, _restored: bool) -> Result<SamplerKind> {
-        Ok(SamplerKind::Shuffle)
+    fn begin_epoch(&mut self, ctx: &mut EpochContext, _restored: bool) -> Result<SamplerKind> {
+        Ok(super::instance_sampler(ctx))
     }
 
     fn step(&mut self, trunk: &dyn Network, batch: &Batch, device: Device) -> Result<StepOutput> {

@@ -313,7 +313,7 @@ impl Method for Sela {
         } else if self.labels.iter().any(|l| l.len() != n) {
             return Err(TrainError::Config(format!("sela: the checkpoint's labels cover {} records, the run uses {n}", self.labels[0].len())));
         }
-        Ok(SamplerKind::Shuffle)
+        Ok(super::instance_sampler(ctx))
     }
 
     fn before_step(&mut self, ctx: &mut EpochContext, step: u64) -> Result<()> {

@@ -44,8 +44,8 @@ impl Method for SimClr {
         contrastive_pipeline("simclr", &self.cfg, 2)
     }
 
-    fn begin_epoch(&mut self, _ctx: &mut EpochContext, _restored: bool) -> Result<SamplerKind> {
-        Ok(SamplerKind::Shuffle)
+    fn begin_epoch(&mut self, ctx: &mut EpochContext, _restored: bool) -> Result<SamplerKind> {
+        Ok(super::instance_sampler(ctx))
     }
 
     fn step(&mut self, trunk: &dyn Network, batch: &Batch, device: Device) -> Result<StepOutput> {

@@ -40,6 +40,9 @@ pub struct TrainConfig {
     /// Checkpoint every this many steps (and at every epoch end); 0 = epoch ends only.
     pub checkpoint_every: u64,
     pub keep_checkpoints: usize,
+    /// Data-parallel runs: which records each rank reads (instance methods; PIC's default is part).
+    #[serde(default)]
+    pub cache_mode: crate::loader::CacheMode,
     /// Data-parallel runs: SyncBatchNorm (always on for DeeperCluster).
     #[serde(default)]
     pub sync_bn: bool,
