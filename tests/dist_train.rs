@@ -210,3 +210,22 @@ fn cache_mode_part_gives_each_rank_its_own_shards() {
     // full: a global shuffle dealt over both ranks, 256 each = 8 batches
     assert_eq!(epoch_images("full"), (256, 8));
 }
+
+#[test]
+fn a_two_rank_checkpoint_resumes_on_one_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = data(dir.path(), 512);
+    let run = dir.path().join("run");
+    // 3 steps of 2 x 32 samples, then stop mid-epoch with a checkpoint
+    run_ranks(2, &args(&d, &run, "rotnet", 32, &["--epochs", "1", "--max-steps", "3"]), &dir.path().join("logs2"));
+    // one process finishes the epoch: the 512 - 192 unread samples, re-dealt, in 10 batches of 32
+    let a = args(&d, &run, "rotnet", 32, &["--epochs", "1"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_silt")).args(&a).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("re-dealing its unread samples"), "{err}");
+    let steps: Vec<u64> = train_common::metrics(&run, "step").iter().map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (1..=13).collect::<Vec<_>>());
+    let ck = silt::train::checkpoint::load(&run).unwrap();
+    assert_eq!((ck.meta.epoch, ck.meta.world), (1, 1));
+}

@@ -219,7 +219,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
                 }
             }
             let stop = cfg.max_steps.is_some_and(|m| step >= m);
-            if ((cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && !elastic) || stop) && is_main {
+            if ((cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) || stop) && is_main && !elastic {
                 last_ckpt = Some(save(&vs, &opt, method.as_ref(), cfg, epoch, position, step, world, &mut log)?);
             }
             if stop {
