@@ -10,7 +10,8 @@ fn main() {
     let include = lib_dir.parent().map(|root| root.join("include")).expect("libtorch lib directory has no parent");
     // The PyPI wheels are built with the C++11 ABI (torch.compiled_with_cxx11_abi() == True).
     let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .pic(true)
         .warnings(false)
@@ -20,11 +21,19 @@ fn main() {
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         // gloo's headers are not in the wheel; a declaration-only stub is enough (REPORT.md)
-        .include("csrc/gloo-stub")
-        .file("csrc/c10d_shim.cpp")
-        .compile("silt_c10d");
+        .include("csrc/gloo-stub");
+    if env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        // NCCL through the wheel's ProcessGroupNCCL; headers from the nvidia-* wheels (ops/setup
+        // installs nvidia-cuda-crt and nvidia-cuda-cccl for this feature).
+        let nvidia = lib_dir.join("../../nvidia");
+        build.define("SILT_C10D_NCCL", None).define("USE_C10D_NCCL", None).define("USE_CUDA", None).include(nvidia.join("cu13/include")).include(nvidia.join("nccl/include"));
+        // rustc links with --as-needed, which would drop libtorch_cuda
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,-lc10_cuda,--as-needed");
+    }
+    build.file("csrc/c10d_shim.cpp").compile("silt_c10d");
     println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    println!("cargo:rerun-if-env-changed=CARGO_FEATURE_CUDA");
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");

@@ -19,6 +19,9 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef SILT_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 namespace {
 thread_local std::string g_last_error;
@@ -43,16 +46,30 @@ c10d::ReduceOp to_op(int op) {
   }
 }
 
-// One process group over `store` (already prefixed with the group's name), Gloo on CPU.
+// One process group over `store` (already prefixed with the group's name): Gloo for CPU
+// tensors and, in builds with NCCL (cargo feature `cuda`) and a device index >= 0, NCCL for CUDA
+// tensors on that device (Python's "cpu:gloo,cuda:nccl").
 c10::intrusive_ptr<c10d::ProcessGroup> make_group(const c10::intrusive_ptr<c10d::Store>& store,
                                                   int rank, int size, std::chrono::milliseconds timeout,
-                                                  const std::string& name) {
+                                                  const std::string& name, int device_index) {
   auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, size);
   // create_default honours GLOO_SOCKET_IFNAME (multi-node runs must set it).
   auto opts = c10d::ProcessGroupGloo::Options::create_default(timeout);
   auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, opts);
   pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
   pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+#ifdef SILT_C10D_NCCL
+  if (device_index >= 0) {
+    auto nopts = c10d::ProcessGroupNCCL::Options::create();
+    nopts->timeout = timeout;
+    auto nccl_store = c10::make_intrusive<c10d::PrefixStore>("cuda/", store);
+    auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(nccl_store, rank, size, nopts);
+    pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+    pg->setBoundDeviceId(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(device_index)));
+  }
+#else
+  if (device_index >= 0) throw std::invalid_argument("this build has no NCCL (build with --features cuda)");
+#endif
   pg->setGroupName(name);
   // lets the _c10d_functional ops (used for the autograd all-gather) find the group by name
   c10d::register_process_group(name, pg);
@@ -65,6 +82,7 @@ struct silt_pg {
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
   std::string name;
   std::chrono::milliseconds timeout;
+  int device_index;
 };
 
 struct silt_work {
@@ -75,9 +93,18 @@ extern "C" {
 
 const char* silt_c10d_last_error() { return g_last_error.c_str(); }
 
+int silt_c10d_has_nccl() {
+#ifdef SILT_C10D_NCCL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 // Rank 0 serves the TCPStore on master_addr:port unless torchrun's agent already does.
+// device_index: the CUDA device NCCL binds to (LOCAL_RANK), or -1 for Gloo only.
 silt_pg* silt_c10d_init(const char* master_addr, uint16_t port, int rank, int size,
-                        int64_t timeout_ms, const char* name) {
+                        int64_t timeout_ms, const char* name, int device_index) {
   try {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions so;
@@ -91,8 +118,8 @@ silt_pg* silt_c10d_init(const char* master_addr, uint16_t port, int rank, int si
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(master_addr), so);
     std::string n(name);
     auto store = c10::make_intrusive<c10d::PrefixStore>(n + "/", tcp);
-    auto pg = make_group(store, rank, size, timeout, n);
-    return new silt_pg{tcp, pg, n, timeout};
+    auto pg = make_group(store, rank, size, timeout, n, device_index);
+    return new silt_pg{tcp, pg, n, timeout, device_index};
   } catch (const std::exception& e) {
     fail("init", e);
     return nullptr;
@@ -105,8 +132,8 @@ silt_pg* silt_c10d_subgroup(silt_pg* parent, int rank, int size, const char* nam
   try {
     std::string n(name);
     auto store = c10::make_intrusive<c10d::PrefixStore>(n + "/", parent->tcp);
-    auto pg = make_group(store, rank, size, parent->timeout, n);
-    return new silt_pg{parent->tcp, pg, n, parent->timeout};
+    auto pg = make_group(store, rank, size, parent->timeout, n, parent->device_index);
+    return new silt_pg{parent->tcp, pg, n, parent->timeout, parent->device_index};
   } catch (const std::exception& e) {
     fail("subgroup", e);
     return nullptr;

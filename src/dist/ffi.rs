@@ -15,7 +15,8 @@ pub struct RawWork {
 
 extern "C" {
     pub fn silt_c10d_last_error() -> *const c_char;
-    pub fn silt_c10d_init(master_addr: *const c_char, port: u16, rank: c_int, size: c_int, timeout_ms: i64, name: *const c_char) -> *mut RawGroup;
+    pub fn silt_c10d_has_nccl() -> c_int;
+    pub fn silt_c10d_init(master_addr: *const c_char, port: u16, rank: c_int, size: c_int, timeout_ms: i64, name: *const c_char, device_index: c_int) -> *mut RawGroup;
     pub fn silt_c10d_subgroup(parent: *mut RawGroup, rank: c_int, size: c_int, name: *const c_char) -> *mut RawGroup;
     pub fn silt_c10d_all_reduce(g: *mut RawGroup, t: *mut C_tensor, op: c_int) -> c_int;
     pub fn silt_c10d_all_reduce_async(g: *mut RawGroup, t: *mut C_tensor, op: c_int) -> *mut RawWork;

@@ -58,6 +58,12 @@ impl Drop for Work<'_> {
     }
 }
 
+/// Whether this build registers NCCL for CUDA tensors (cargo feature `cuda`).
+pub fn nccl_available() -> bool {
+    // SAFETY: a constant query.
+    unsafe { ffi::silt_c10d_has_nccl() != 0 }
+}
+
 fn cstring(s: &str, op: &'static str) -> Result<CString> {
     CString::new(s).map_err(|_| DistError::Usage { op, message: format!("{s:?} contains a NUL byte") })
 }
@@ -69,7 +75,9 @@ impl ProcessGroup {
         let name = cstring("world", "init")?;
         let timeout_ms = launch.timeout.as_millis().min(i64::MAX as u128) as i64;
         // SAFETY: plain C strings and integers; a NULL return carries the error message.
-        let raw = unsafe { ffi::silt_c10d_init(addr.as_ptr(), launch.master_port, launch.rank as c_int, launch.world as c_int, timeout_ms, name.as_ptr()) };
+        // NCCL for CUDA tensors on this process's GPU (LOCAL_RANK), when built in and a GPU is seen
+        let device = if nccl_available() && tch::Cuda::is_available() { launch.local_rank as c_int } else { -1 };
+        let raw = unsafe { ffi::silt_c10d_init(addr.as_ptr(), launch.master_port, launch.rank as c_int, launch.world as c_int, timeout_ms, name.as_ptr(), device) };
         if raw.is_null() {
             return Err(DistError::Init { rank: launch.rank, world: launch.world, master: format!("{}:{}", launch.master_addr, launch.master_port), message: ffi::last_error() });
         }
