@@ -176,28 +176,10 @@ fn moco_queue_takes_every_ranks_keys() {
     assert_eq!(ck.meta.world, 2);
 }
 
-/// Fashion-MNIST training images as a dataset of two shards: `first` records, then `second`.
-fn two_shards(out: &Path, first: usize, second: usize) -> PathBuf {
-    use silt_shards::{ContentType, DatasetWriter, DatasetWriterOptions, Record};
-    let (writer, _) = DatasetWriter::open(out, DatasetWriterOptions::default()).unwrap();
-    let images = train_common::fashion("train", first + second);
-    for (lo, hi) in [(0, first), (first, first + second)] {
-        let mut w = writer.shard_writer();
-        for (i, (px, label)) in images[lo..hi].iter().enumerate() {
-            let mut png = Vec::new();
-            image::GrayImage::from_raw(28, 28, px.clone()).unwrap().write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
-            let key = format!("train/{:05}", lo + i);
-            w.append(&Record { id: (lo + i) as u64, key: &key, label: Some(*label), width: 28, height: 28, content_type: ContentType::sniff(&png), bytes: &png }).unwrap();
-        }
-        w.finish().unwrap();
-    }
-    out.to_path_buf()
-}
-
 #[test]
 fn cache_mode_part_gives_each_rank_its_own_shards() {
     let dir = tempfile::tempdir().unwrap();
-    let d = two_shards(&dir.path().join("data"), 300, 212);
+    let d = train_common::fashion_shards_sized(&dir.path().join("data"), "train", &[300, 212]);
     let epoch_images = |mode: &str| {
         let run = dir.path().join(format!("run-{mode}"));
         run_ranks(2, &args(&d, &run, "rotnet", 32, &["--epochs", "1", "--cache-mode", mode]), &dir.path().join(format!("logs-{mode}")));

@@ -63,8 +63,3 @@ pub fn init_from_env() -> Result<(Launch, Option<Arc<ProcessGroup>>)> {
 pub fn world() -> Option<Arc<ProcessGroup>> {
     WORLD.read().ok().and_then(|w| w.clone())
 }
-
-/// This process's rank and the world size (0 and 1 when not distributed).
-pub fn rank_and_size() -> (usize, usize) {
-    world().map_or((0, 1), |g| (g.rank(), g.size()))
-}

@@ -27,8 +27,8 @@ pub fn broadcast_tensors(group: &ProcessGroup, tensors: &[Tensor], root: usize) 
 /// yet (a head created this epoch, or a rank whose batch was empty) is given a zero gradient
 /// first, so that every rank's buckets have the same layout and every rank updates the same
 /// parameters.
-pub fn average_gradients(group: &ProcessGroup, params: &[Tensor], bucket_bytes: usize) -> Result<()> {
-    let params: Vec<&Tensor> = params.iter().filter(|p| p.requires_grad()).collect();
+pub fn average_gradients<'a>(group: &ProcessGroup, params: impl IntoIterator<Item = &'a Tensor>, bucket_bytes: usize) -> Result<()> {
+    let params: Vec<&Tensor> = params.into_iter().filter(|p| p.requires_grad()).collect();
     define_missing_gradients(&params);
     let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
     let layout = buckets(&grads, bucket_bytes);

@@ -75,13 +75,10 @@ impl Method for DeepCluster {
         Ok(StepOutput { loss, accuracy: Some(acc) })
     }
 
-    fn parameters(&self) -> Vec<Tensor> {
-        self.head_opt.params().iter().map(Tensor::shallow_clone).collect()
+    fn parameters(&self) -> &[Tensor] {
+        self.head_opt.params()
     }
 
-    fn zero_grad(&mut self) {
-        self.head_opt.zero_grad();
-    }
     fn update(&mut self, lr: f64) {
         self.head_opt.step(lr);
     }

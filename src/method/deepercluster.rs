@@ -179,13 +179,10 @@ impl Method for DeeperCluster {
         Ok(StepOutput { loss, accuracy })
     }
 
-    fn parameters(&self) -> Vec<Tensor> {
-        self.heads.opt.params().iter().map(Tensor::shallow_clone).collect()
+    fn parameters(&self) -> &[Tensor] {
+        self.heads.opt.params()
     }
 
-    fn zero_grad(&mut self) {
-        self.heads.opt.zero_grad();
-    }
     fn update(&mut self, lr: f64) {
         self.heads.opt.step(lr);
     }

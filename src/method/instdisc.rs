@@ -94,12 +94,8 @@ impl Method for InstDisc {
         Ok(StepOutput { loss, accuracy: Some(acc) })
     }
 
-    fn parameters(&self) -> Vec<Tensor> {
-        self.head_opt.params().iter().map(Tensor::shallow_clone).collect()
-    }
-
-    fn zero_grad(&mut self) {
-        self.head_opt.zero_grad();
+    fn parameters(&self) -> &[Tensor] {
+        self.head_opt.params()
     }
 
     fn update(&mut self, lr: f64) {

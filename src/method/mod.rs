@@ -74,13 +74,15 @@ pub trait Method {
     fn step(&mut self, trunk: &dyn Network, batch: &Batch, device: Device) -> Result<StepOutput>;
 
     /// Zero the gradients of the method's own parameters (heads).
-    fn zero_grad(&mut self);
+    fn zero_grad(&mut self) {
+        crate::train::optim::zero_grads(self.parameters());
+    }
     /// Update the method's own parameters with learning rate `lr`.
     fn update(&mut self, lr: f64);
 
     /// The method's own trainable tensors (heads), in a fixed order: data-parallel runs
     /// broadcast them from rank 0 after `begin_epoch` and average their gradients every step.
-    fn parameters(&self) -> Vec<Tensor>;
+    fn parameters(&self) -> &[Tensor];
 
     /// Tensors (heads, optimiser buffers, pseudo-labels) and small JSON state for a checkpoint.
     fn state(&self) -> (Vec<(String, Tensor)>, serde_json::Value);

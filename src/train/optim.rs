@@ -33,6 +33,17 @@ impl SgdConfig {
 }
 
 /// One parameter group: named tensors updated with one learning rate.
+/// Zeroes (in place, keeping them defined) the gradients of `params` that have one.
+pub fn zero_grads(params: &[Tensor]) {
+    for p in params {
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.detach_();
+            let _ = g.zero_();
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Sgd {
     pub cfg: SgdConfig,
@@ -64,13 +75,7 @@ impl Sgd {
     }
 
     pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.detach_();
-                let _ = g.zero_();
-            }
-        }
+        zero_grads(&self.params);
     }
 
     /// One update with learning rate `lr`. Parameters without a gradient are skipped, as PyTorch

@@ -110,9 +110,12 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
         tracing::info!("resuming {} from {} (epoch {epoch}, {position} samples in, step {step})", cfg.method, path.display());
         metrics_offset = Some(ck.meta.metrics_offset);
     }
+    let trunk_vars: Vec<Tensor> = named_vars(&vs, "").into_iter().map(|(_, t)| t).collect();
+    // the BatchNorm statistics DistributedDataParallel re-broadcasts before every step
+    let trunk_buffers: Vec<Tensor> = trunk_vars.iter().filter(|t| !t.requires_grad()).map(Tensor::shallow_clone).collect();
     if let Some(g) = &group {
         // every rank built (or restored) the same weights; rank 0's are the ones that count
-        sync::broadcast_tensors(g, &tensors_of(&vs), 0)?;
+        sync::broadcast_tensors(g, &trunk_vars, 0)?;
     }
     method.attach(&named_vars(&vs, ""))?;
     let mut log = if is_main { MetricsLog::open(&cfg.run_dir, metrics_offset).map_err(io_err(&cfg.run_dir))? } else { MetricsLog::discard(&cfg.run_dir) };
@@ -146,7 +149,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
         let kind = method.begin_epoch(&mut ctx, restored_method)?;
         restored_method = false;
         if let Some(g) = &group {
-            sync::broadcast_tensors(g, &method.parameters(), 0)?;
+            sync::broadcast_tensors(g, method.parameters(), 0)?;
             check_same_labels(g, method.pseudo_labels().as_deref(), epoch)?;
         }
         let sampler = Sampler::new(kind, records, cfg.seed, rank, world)?;
@@ -185,7 +188,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
             tch::manual_seed(seed_of(&[cfg.seed, step, 0xD0 + rank as u64]) as i64 & i64::MAX);
             opt.zero_grad();
             method.zero_grad();
-            let Some(out) = data_parallel_step(group.as_deref(), &vs, &opt, method.as_mut(), trunk.as_ref(), &batch, dev)? else {
+            let Some(out) = data_parallel_step(group.as_deref(), &trunk_buffers, &opt, method.as_mut(), trunk.as_ref(), &batch, dev)? else {
                 // this rank's batch was empty (undecodable records): it took part with zero gradients
                 opt.step(lr);
                 method.update(lr);
@@ -270,15 +273,14 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
 /// One step's forward and backward; in a data-parallel run also the buffer broadcast before and
 /// the gradient averaging after. None when this rank's batch is empty (it still takes part in the
 /// averaging, with zero gradients).
-fn data_parallel_step(group: Option<&ProcessGroup>, vs: &nn::VarStore, opt: &Sgd, method: &mut dyn method::Method, trunk: &dyn Network, batch: &crate::loader::Batch, dev: Device) -> Result<Option<method::StepOutput>> {
+fn data_parallel_step(group: Option<&ProcessGroup>, trunk_buffers: &[Tensor], opt: &Sgd, method: &mut dyn method::Method, trunk: &dyn Network, batch: &crate::loader::Batch, dev: Device) -> Result<Option<method::StepOutput>> {
     let Some(g) = group else {
         let out = method.step(trunk, batch, dev)?;
         out.loss.backward();
         return Ok(Some(out));
     };
     // DistributedDataParallel's broadcast_buffers: BatchNorm statistics follow rank 0
-    let buffers: Vec<Tensor> = tensors_of(vs).into_iter().filter(|t| !t.requires_grad()).collect();
-    sync::broadcast_tensors(g, &buffers, 0)?;
+    sync::broadcast_tensors(g, trunk_buffers, 0)?;
     let out = if batch.is_empty() {
         None
     } else {
@@ -286,15 +288,8 @@ fn data_parallel_step(group: Option<&ProcessGroup>, vs: &nn::VarStore, opt: &Sgd
         out.loss.backward();
         Some(out)
     };
-    let mut params: Vec<Tensor> = opt.params().iter().map(Tensor::shallow_clone).collect();
-    params.extend(method.parameters());
-    sync::average_gradients(g, &params, sync::BUCKET_BYTES)?;
+    sync::average_gradients(g, opt.params().iter().chain(method.parameters()), sync::BUCKET_BYTES)?;
     Ok(out)
-}
-
-/// Every variable of `vs` (weights and buffers), sorted by name.
-fn tensors_of(vs: &nn::VarStore) -> Vec<Tensor> {
-    named_vars(vs, "").into_iter().map(|(_, t)| t).collect()
 }
 
 /// Clustering runs on every rank from the same gathered features and seed, so the labels must
@@ -304,8 +299,7 @@ fn check_same_labels(g: &ProcessGroup, labels: Option<&[i64]>, epoch: u64) -> Re
     let Some(labels) = labels else {
         return Ok(());
     };
-    let h = batch_hash(&labels.iter().map(|&l| l as u64).collect::<Vec<_>>());
-    let mine = i64::from_str_radix(&h[1..], 16).unwrap_or(0);
+    let mine = fnv1a(labels.iter().map(|&l| l as u64)) as i64;
     let all: Vec<i64> = Vec::try_from(g.all_gather(&Tensor::from_slice(&[mine]))?)?;
     if all.iter().any(|&x| x != mine) {
         return Err(TrainError::Config(format!("epoch {epoch}: the ranks' pseudo-labels differ (hashes {all:?}); clustering was not deterministic across ranks")));
@@ -350,8 +344,12 @@ fn write_pseudo_labels(ds: &Dataset, run_dir: &std::path::Path, labels: &[i64]) 
 /// FNV-1a of a batch's sample indices: lets tests (and people) check that a resumed run reads
 /// the same batches as an uninterrupted one.
 fn batch_hash(indices: &[u64]) -> String {
-    let h = indices.iter().flat_map(|i| i.to_le_bytes()).fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
-    format!("{h:016x}")
+    format!("{:016x}", fnv1a(indices.iter().copied()))
+}
+
+/// FNV-1a over the little-endian bytes of `values`.
+fn fnv1a(values: impl Iterator<Item = u64>) -> u64 {
+    values.flat_map(u64::to_le_bytes).fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
 fn progress_bar(steps: u64, epoch: u64, epochs: u64) -> Option<ProgressBar> {

@@ -35,16 +35,28 @@ pub fn fashion(split: &str, n: usize) -> Vec<(Vec<u8>, i64)> {
 
 /// Writes the first `n` images of a split as a PNG shard dataset at `out`.
 pub fn fashion_shards(out: &Path, split: &str, n: usize) -> PathBuf {
+    fashion_shards_sized(out, split, &[n])
+}
+
+/// The first Σ`sizes` images of a split as a PNG shard dataset at `out`, one shard per entry of
+/// `sizes`, with that many records.
+pub fn fashion_shards_sized(out: &Path, split: &str, sizes: &[usize]) -> PathBuf {
     let (writer, _) = DatasetWriter::open(out, DatasetWriterOptions::default()).unwrap();
-    let mut w = writer.shard_writer();
-    for (i, (px, label)) in fashion(split, n).into_iter().enumerate() {
-        let mut png = Vec::new();
-        let img = image::GrayImage::from_raw(28, 28, px).unwrap();
-        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
-        let key = format!("{split}/{i:05}");
-        w.append(&Record { id: i as u64, key: &key, label: Some(label), width: 28, height: 28, content_type: ContentType::sniff(&png), bytes: &png }).unwrap();
+    let images = fashion(split, sizes.iter().sum());
+    let mut start = 0;
+    for &size in sizes {
+        let mut w = writer.shard_writer();
+        for (i, (px, label)) in images[start..start + size].iter().enumerate() {
+            let i = start + i;
+            let mut png = Vec::new();
+            let img = image::GrayImage::from_raw(28, 28, px.clone()).unwrap();
+            img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+            let key = format!("{split}/{i:05}");
+            w.append(&Record { id: i as u64, key: &key, label: Some(*label), width: 28, height: 28, content_type: ContentType::sniff(&png), bytes: &png }).unwrap();
+        }
+        w.finish().unwrap();
+        start += size;
     }
-    w.finish().unwrap();
     out.to_path_buf()
 }
 
