@@ -1,5 +1,6 @@
-//! Compiles the c10d shim (csrc/c10d_shim.cpp) against the headers of the libtorch that
-//! torch-sys found, and links it; see src/dist/mod.rs.
+//! Compiles the C++ shims (csrc/c10d_shim.cpp: torch's c10d, see src/dist/mod.rs;
+//! csrc/amp_shim.cpp: autocast, see src/train/precision.rs) against the headers of the libtorch
+//! that torch-sys found, and links them.
 
 use std::env;
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ fn main() {
         // rustc links with --as-needed, which would drop libtorch_cuda
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,-lc10_cuda,--as-needed");
     }
-    build.file("csrc/c10d_shim.cpp").compile("silt_c10d");
+    build.file("csrc/c10d_shim.cpp").file("csrc/amp_shim.cpp").compile("silt_c10d");
     println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-env-changed=CARGO_FEATURE_CUDA");

@@ -1,5 +1,6 @@
 //! `silt loader ...`: measure the loader and look at what it produces.
 
+use crate::loader::gpu::{run_device_epoch, DecodeMode, DeviceLoader, Resample};
 use crate::loader::{cpu_decoder_factory, preset, presets::PRESETS, run_epoch, LoaderConfig, Sampler, SamplerKind};
 use crate::report::grid::{image_grid, planar_image};
 use anyhow::{bail, Context};
@@ -63,6 +64,49 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Make the batches with the device loader on this device: decode per --decode, then the
+    /// augmentations as batched tensor ops, views left on the device. Without it: the CPU
+    /// worker pool.
+    #[arg(long, value_enum)]
+    pub device: Option<BenchDevice>,
+    /// With --device: where JPEGs are decoded (gpu = nvJPEG, cpu = libjpeg-turbo, auto = nvJPEG
+    /// when a CUDA device and the library are there).
+    #[arg(long, value_enum, default_value_t = DecodeArg::Auto)]
+    pub decode: DecodeArg,
+    /// With --device: how crops are resampled (antialias = as the CPU loader; batched = one
+    /// grid_sample for the whole batch).
+    #[arg(long, value_enum, default_value_t = ResampleArg::Antialias)]
+    pub resample: ResampleArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchDevice {
+    Cpu,
+    Cuda,
+}
+
+/// Where JPEGs are decoded (`--decode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecodeArg {
+    Cpu,
+    Gpu,
+    Auto,
+}
+
+impl From<DecodeArg> for DecodeMode {
+    fn from(d: DecodeArg) -> Self {
+        match d {
+            DecodeArg::Cpu => DecodeMode::Cpu,
+            DecodeArg::Gpu => DecodeMode::Gpu,
+            DecodeArg::Auto => DecodeMode::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResampleArg {
+    Antialias,
+    Batched,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +158,9 @@ impl BenchArgs {
         let sampler = Sampler::new(SamplerKind::Shuffle, ds.len(), self.seed, 0, 1)?;
         if self.decode_only {
             return self.run_decode_only(&ds, &sampler, limit, out);
+        }
+        if let Some(device) = self.device {
+            return self.run_device(ds, pipeline, &sampler, limit, device, out);
         }
         let cfg = LoaderConfig { batch_size: self.batch, workers: self.workers, prefetch: self.prefetch, seed: self.seed, drop_last: false };
         let t0 = Instant::now();
@@ -174,6 +221,73 @@ impl BenchArgs {
                 per_image(augment_ns),
                 per_image(assemble_ns)
             )?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// The device loader: batches made by [`DeviceLoader`] on `device`, consumed as they come.
+    fn run_device(&self, ds: Arc<Dataset>, pipeline: Arc<crate::loader::Pipeline>, sampler: &Sampler, limit: u64, device: BenchDevice, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        let dev = match device {
+            BenchDevice::Cpu => tch::Device::Cpu,
+            BenchDevice::Cuda if tch::Cuda::is_available() => tch::Device::Cuda(0),
+            BenchDevice::Cuda => bail!("--device cuda: libtorch sees no CUDA device"),
+        };
+        let (mut loader, fallback) = DeviceLoader::new(dev, self.decode.into()).context("--decode gpu")?;
+        loader.resample = match self.resample {
+            ResampleArg::Antialias => Resample::Antialias,
+            ResampleArg::Batched => Resample::Batched,
+        };
+        let decoder = match (loader.gpu_backend(), &fallback) {
+            (Some(b), _) => format!("nvjpeg ({b} backend)"),
+            (None, Some(why)) => format!("cpu (nvJPEG not used: {why})"),
+            (None, None) => "cpu".to_string(),
+        };
+        if !self.json {
+            writeln!(out, "device {dev:?}, decode: {decoder}")?;
+        }
+        let stats = loader.stats.clone();
+        let loader = Arc::new(std::sync::Mutex::new(loader));
+        let t0 = Instant::now();
+        let (mut images, mut skipped, mut batches, mut epoch) = (0u64, 0u64, 0u64, 0u64);
+        while images + skipped < limit {
+            let mut idx = sampler.epoch_indices(epoch);
+            idx.truncate((limit - images - skipped) as usize);
+            for b in run_device_epoch(loader.clone(), ds.clone(), pipeline.clone(), idx, epoch, self.batch, self.seed, self.prefetch) {
+                // The consumer's side of a training step: the views in the model's input form.
+                for v in 0..b.views.len() {
+                    let _ = b.view_f32(v, pipeline.mean, pipeline.std, dev);
+                }
+                images += b.len() as u64;
+                skipped += b.skipped as u64;
+                batches += 1;
+            }
+            epoch += 1;
+        }
+        if let tch::Device::Cuda(i) = dev {
+            tch::Cuda::synchronize(i as i64);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let ms = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6 / images.max(1) as f64;
+        let report = json!({
+            "preset": self.preset,
+            "device": format!("{dev:?}"),
+            "decode": decoder,
+            "resample": format!("{:?}", self.resample).to_lowercase(),
+            "images": images,
+            "skipped": skipped,
+            "batches": batches,
+            "gpu_decoded": stats.gpu_decoded.load(Ordering::Relaxed),
+            "cpu_decoded": stats.cpu_decoded.load(Ordering::Relaxed),
+            "seconds": secs,
+            "images_per_sec": images as f64 / secs,
+            "batch": self.batch,
+            "stage_ms_per_image": { "decode": ms(&stats.decode_ns), "augment": ms(&stats.augment_ns) },
+        });
+        if self.json {
+            writeln!(out, "{report}")?;
+        } else {
+            writeln!(out, "{images} images ({skipped} skipped) in {secs:.2} s: {:.1} images/s", images as f64 / secs)?;
+            writeln!(out, "per image: decode {:.2} ms, augment {:.2} ms (host time of the loader thread)", ms(&stats.decode_ns), ms(&stats.augment_ns))?;
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -7,6 +7,7 @@ use crate::loader::CacheMode;
 use crate::method::pic::{default_small_crop, window_epochs, PicConfig};
 use crate::method::sela::SelaConfig;
 use crate::method::{defaults, METHODS};
+use crate::train::precision::Precision;
 use crate::train::schedule::{LrSchedule, Schedule};
 use crate::train::{train, ClusteringConfig, TrainConfig};
 use anyhow::bail;
@@ -130,6 +131,15 @@ pub struct TrainArgs {
     /// Decode/augment threads.
     #[arg(long, default_value_t = default_workers())]
     pub workers: usize,
+    /// Forward pass and loss under autocast in bfloat16 (parameters, gradients, optimiser state
+    /// and checkpoints stay float32; no loss scaling needed). fp32 = plain float32.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32)]
+    pub precision: PrecisionArg,
+    /// Where JPEGs are decoded: cpu = libjpeg-turbo in the worker pool; gpu = nvJPEG, then the
+    /// augmentations as batched tensor ops on the training device (an error without nvJPEG
+    /// and CUDA); auto = gpu when both are there, else cpu.
+    #[arg(long, value_enum, default_value_t = super::loader::DecodeArg::Cpu)]
+    pub decode: super::loader::DecodeArg,
     /// libtorch threads (0: libtorch's default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -363,6 +373,11 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             keep_checkpoints: self.keep_checkpoints,
             sync_bn: self.sync_bn,
+            decode: self.decode.into(),
+            precision: match self.precision {
+                PrecisionArg::Fp32 => Precision::Fp32,
+                PrecisionArg::Bf16 => Precision::Bf16,
+            },
             cache_mode: self.cache_mode.unwrap_or(if self.method == "pic" { CacheMode::Part } else { CacheMode::Full }),
             log_every: self.log_every,
             max_steps: self.max_steps,
@@ -431,4 +446,10 @@ impl TrainArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    Fp32,
+    Bf16,
 }

@@ -70,13 +70,27 @@ fn round_half_even(x: f64) -> f64 {
 /// `Resize(resize)` (shorter side) then `CenterCrop(crop)`, as the region of the full image it
 /// keeps, in full-size pixels (fractional: the crop happens after the resize).
 pub fn resize_center_crop_rect(width: u32, height: u32, resize: u32, crop: u32) -> Rect {
-    let (short, long) = if width <= height { (width, height) } else { (height, width) };
-    let new_long = (resize as u64 * long as u64 / short.max(1) as u64) as u32;
-    let (nw, nh) = if width <= height { (resize, new_long) } else { (new_long, resize) };
-    let top = round_half_even((nh as f64 - crop as f64) / 2.0);
-    let left = round_half_even((nw as f64 - crop as f64) / 2.0);
+    let (nw, nh) = resize_shorter(width, height, resize);
+    let (top, left) = center_crop_offsets(nw, nh, crop);
     let (sx, sy) = (nw as f64 / width as f64, nh as f64 / height as f64);
     Rect { x: left / sx, y: top / sy, w: crop as f64 / sx, h: crop as f64 / sy }
+}
+
+/// `Resize(resize)`'s output size: the shorter side becomes `resize`, the longer one keeps the
+/// aspect ratio (truncated, as torchvision does).
+pub fn resize_shorter(width: u32, height: u32, resize: u32) -> (u32, u32) {
+    let (short, long) = if width <= height { (width, height) } else { (height, width) };
+    let new_long = (resize as u64 * long as u64 / short.max(1) as u64) as u32;
+    if width <= height {
+        (resize, new_long)
+    } else {
+        (new_long, resize)
+    }
+}
+
+/// `CenterCrop(crop)`'s (top, left) in a `width` x `height` image.
+pub fn center_crop_offsets(width: u32, height: u32, crop: u32) -> (f64, f64) {
+    (round_half_even((height as f64 - crop as f64) / 2.0), round_half_even((width as f64 - crop as f64) / 2.0))
 }
 
 /// Resizes `rect` of `src` to `out_w` x `out_h` (bilinear with antialiasing, like PIL).

@@ -13,6 +13,25 @@ pub struct ViewBatch {
     pub data: Vec<u8>,
     /// Rotation label of each image (empty unless the view emits rotations).
     pub rotation_labels: Vec<i64>,
+    /// The images as a uint8 [n, 3, size, size] tensor already on the device (GPU loader);
+    /// `data` is then empty.
+    pub device: Option<DeviceTensor>,
+}
+
+/// A tensor held by a batch: clones share the storage, equality compares the values.
+#[derive(Debug)]
+pub struct DeviceTensor(pub Tensor);
+
+impl Clone for DeviceTensor {
+    fn clone(&self) -> Self {
+        DeviceTensor(self.0.shallow_clone())
+    }
+}
+
+impl PartialEq for DeviceTensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.size() == other.0.size() && self.0.equal(&other.0.to_device(self.0.device()))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -39,7 +58,7 @@ impl Batch {
             .map(|(k, _)| {
                 let v = &pipeline.views[k];
                 let per = v.images_per_view();
-                ViewBatch { size: v.size, n: 0, data: Vec::with_capacity(capacity * per * 3 * (v.size as usize).pow(2)), rotation_labels: Vec::new() }
+                ViewBatch { size: v.size, n: 0, data: Vec::with_capacity(capacity * per * 3 * (v.size as usize).pow(2)), rotation_labels: Vec::new(), device: None }
             })
             .collect();
         Batch { number, views, ..Default::default() }
@@ -52,9 +71,13 @@ impl Batch {
         self.indices.is_empty()
     }
 
-    /// View `v` as a uint8 tensor [n, 3, size, size] (pinned when CUDA is available).
+    /// View `v` as a uint8 tensor [n, 3, size, size] (pinned when CUDA is available; the
+    /// device tensor itself when the GPU loader made the batch).
     pub fn view_u8(&self, v: usize) -> Tensor {
         let vb = &self.views[v];
+        if let Some(t) = &vb.device {
+            return t.0.shallow_clone();
+        }
         let s = vb.size as i64;
         pin(Tensor::from_slice(&vb.data).view([vb.n as i64, 3, s, s]))
     }

@@ -6,10 +6,12 @@
 //! - [`augment`]: torchvision-semantics ops; [`multicrop`]: views and the per-sample pipeline;
 //!   [`presets`]: the methods' recipes.
 //! - [`batch`]: contiguous NCHW batches and tch tensors; [`workers`]: the thread pool.
+//! - [`gpu`]: nvJPEG decode and batched tensor augmentation, batches made on the device.
 
 pub mod augment;
 pub mod batch;
 pub mod decode;
+pub mod gpu;
 pub mod multicrop;
 pub mod presets;
 pub mod rng;

@@ -8,7 +8,7 @@
 
 use super::augment::{
     blur_kernel_for, gaussian_blur, grayscale, hflip, random_resized_crop_params, resize_center_crop_rect, resize_region, rotate90, AugmentError,
-    ColorJitter,
+    ColorJitter, JitterParams,
 };
 use super::decode::{Decode, DecodeError, DecodeRequest, Rect};
 use super::rng::{Draws, Rng};
@@ -126,34 +126,20 @@ impl Augmenter {
     pub fn process(&mut self, pipeline: &Pipeline, rec: &Record, seed: u64, epoch: u64, index: u64, times: &mut StageTimes) -> Result<SampleViews, SampleError> {
         let t0 = Instant::now();
         let (w, h) = self.decoder.probe(rec)?;
-        let slots = pipeline.view_slots();
-        // 1. Draw each view's crop on the full-size image, and its later random numbers.
-        let mut plans = Vec::with_capacity(slots.len());
-        let mut min_scale = 0f64;
-        let mut region: Option<Rect> = None;
-        for (n, &(k, _)) in slots.iter().enumerate() {
-            let spec = &pipeline.views[k];
-            let mut rng = Rng::for_stream(&[seed, epoch, index, n as u64]);
-            let rect = match spec.geometry {
-                Geometry::RandomResized { scale, ratio } => random_resized_crop_params(w, h, scale, ratio, &mut rng).rect(),
-                Geometry::ResizeCenter { resize } => resize_center_crop_rect(w, h, resize, spec.size),
-            };
-            min_scale = min_scale.max(spec.size as f64 / rect.w).max(spec.size as f64 / rect.h);
-            region = Some(region.map_or(rect, |r| r.union(&rect)));
-            plans.push((k, rect, rng));
-        }
+        // 1. Draw every view's crop and pixel ops on the full-size image.
+        let plan = plan_sample(pipeline, w, h, seed, epoch, index);
         // 2. Decode once, as small as the views allow.
-        let decoded = self.decoder.decode(rec, &DecodeRequest { min_scale, region })?;
+        let decoded = self.decoder.decode(rec, &plan.decode_request())?;
         let t1 = Instant::now();
         times.decode += t1 - t0;
         // 3. Each view: resize, flip, colour, blur, rotations; out as CHW.
-        let mut out = SampleViews { views: Vec::with_capacity(plans.len()) };
-        for (k, rect, mut rng) in plans {
-            let spec = &pipeline.views[k];
+        let mut out = SampleViews { views: Vec::with_capacity(plan.views.len()) };
+        for view in &plan.views {
+            let spec = &pipeline.views[view.spec];
             let s = spec.size as usize;
             self.hwc.resize(s * s * 3, 0);
-            resize_region(&mut self.resizer, &decoded.image, &decoded.map(&rect), spec.size, spec.size, &mut self.hwc)?;
-            apply_pixel_ops(spec, &mut self.hwc, s, &mut rng);
+            resize_region(&mut self.resizer, &decoded.image, &decoded.map(&view.rect), spec.size, spec.size, &mut self.hwc)?;
+            view.ops.apply(&mut self.hwc, s);
             let mut chw = Vec::with_capacity(s * s * 3 * spec.images_per_view());
             if spec.rotations {
                 self.rot.resize(s * s * 3, 0);
@@ -171,33 +157,116 @@ impl Augmenter {
     }
 }
 
-/// Flip, colour jitter, grayscale and blur, in the spec's order, on an HWC image.
-pub fn apply_pixel_ops(spec: &ViewSpec, px: &mut [u8], side: usize, rng: &mut dyn Draws) {
-    if spec.flip > 0.0 && rng.unit() < spec.flip {
-        hflip(px, side, side);
+/// Everything random about one view of one sample, drawn before any pixel is touched, so the
+/// CPU path ([`Augmenter`]) and the batched tensor path (`loader::gpu`) apply the same draws.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewPlan {
+    /// Index into `Pipeline::views`.
+    pub spec: usize,
+    /// The crop, in full-size pixel coordinates.
+    pub rect: Rect,
+    pub ops: PixelOps,
+}
+
+/// The plans of all view slots of one sample, in output order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplePlan {
+    pub views: Vec<ViewPlan>,
+    /// Largest output-size / crop-size ratio over the views (how small the decode may be).
+    pub min_scale: f64,
+    /// Union of the crops.
+    pub region: Option<Rect>,
+}
+
+impl SamplePlan {
+    /// The smallest decode that still covers every crop at its output size.
+    pub fn decode_request(&self) -> DecodeRequest {
+        DecodeRequest { min_scale: self.min_scale, region: self.region }
     }
-    let gray = |rng: &mut dyn Draws, px: &mut [u8]| {
-        if spec.gray > 0.0 && rng.unit() < spec.gray {
+}
+
+/// Draws the crops and pixel ops of every view slot of a `w` x `h` image; view slot n uses the
+/// stream (seed, epoch, index, n).
+pub fn plan_sample(pipeline: &Pipeline, w: u32, h: u32, seed: u64, epoch: u64, index: u64) -> SamplePlan {
+    let slots = pipeline.view_slots();
+    let mut views = Vec::with_capacity(slots.len());
+    let mut min_scale = 0f64;
+    let mut region: Option<Rect> = None;
+    for (n, &(k, _)) in slots.iter().enumerate() {
+        let spec = &pipeline.views[k];
+        let mut rng = Rng::for_stream(&[seed, epoch, index, n as u64]);
+        let rect = match spec.geometry {
+            Geometry::RandomResized { scale, ratio } => random_resized_crop_params(w, h, scale, ratio, &mut rng).rect(),
+            Geometry::ResizeCenter { resize } => resize_center_crop_rect(w, h, resize, spec.size),
+        };
+        min_scale = min_scale.max(spec.size as f64 / rect.w).max(spec.size as f64 / rect.h);
+        region = Some(region.map_or(rect, |r| r.union(&rect)));
+        views.push(ViewPlan { spec: k, rect, ops: PixelOps::draw(spec, &mut rng) });
+    }
+    SamplePlan { views, min_scale, region }
+}
+
+/// One view's flip, grayscale, colour jitter and blur draws.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelOps {
+    pub flip: bool,
+    /// Grayscale, and whether it comes before the jitter (InstDisc / MoCo v1).
+    pub gray: bool,
+    pub gray_first: bool,
+    pub jitter: Option<JitterParams>,
+    /// Blur sigma and kernel size.
+    pub blur: Option<(f32, usize)>,
+}
+
+impl PixelOps {
+    /// Draws the ops of `spec` in torchvision's order (flip, [gray], jitter, [gray], blur).
+    pub fn draw(spec: &ViewSpec, rng: &mut dyn Draws) -> Self {
+        let flip = spec.flip > 0.0 && rng.unit() < spec.flip;
+        let mut gray = false;
+        if spec.gray_first {
+            gray = spec.gray > 0.0 && rng.unit() < spec.gray;
+        }
+        let mut jitter = None;
+        if let Some((cj, p)) = &spec.jitter {
+            if rng.unit() < *p {
+                jitter = Some(cj.sample(rng));
+            }
+        }
+        if !spec.gray_first {
+            gray = spec.gray > 0.0 && rng.unit() < spec.gray;
+        }
+        let mut blur = None;
+        if let Some((p, (lo, hi))) = spec.blur {
+            if rng.unit() < p {
+                blur = Some((rng.uniform(lo, hi) as f32, blur_kernel_for(spec.size)));
+            }
+        }
+        PixelOps { flip, gray, gray_first: spec.gray_first, jitter, blur }
+    }
+
+    /// Applies the ops to a `side` x `side` HWC image.
+    pub fn apply(&self, px: &mut [u8], side: usize) {
+        if self.flip {
+            hflip(px, side, side);
+        }
+        if self.gray && self.gray_first {
             grayscale(px);
         }
-    };
-    if spec.gray_first {
-        gray(rng, px);
-    }
-    if let Some((cj, p)) = &spec.jitter {
-        if rng.unit() < *p {
-            cj.sample(rng).apply(px);
+        if let Some(j) = &self.jitter {
+            j.apply(px);
+        }
+        if self.gray && !self.gray_first {
+            grayscale(px);
+        }
+        if let Some((sigma, k)) = self.blur {
+            gaussian_blur(px, side, side, k, sigma);
         }
     }
-    if !spec.gray_first {
-        gray(rng, px);
-    }
-    if let Some((p, (lo, hi))) = spec.blur {
-        if rng.unit() < p {
-            let sigma = rng.uniform(lo, hi) as f32;
-            gaussian_blur(px, side, side, blur_kernel_for(side as u32), sigma);
-        }
-    }
+}
+
+/// Flip, colour jitter, grayscale and blur, in the spec's order, on an HWC image.
+pub fn apply_pixel_ops(spec: &ViewSpec, px: &mut [u8], side: usize, rng: &mut dyn Draws) {
+    PixelOps::draw(spec, rng).apply(px, side);
 }
 
 /// Appends an HWC RGB image as CHW.

@@ -43,6 +43,13 @@ pub struct TrainConfig {
     /// Data-parallel runs: which records each rank reads (instance methods; PIC's default is part).
     #[serde(default)]
     pub cache_mode: crate::loader::CacheMode,
+    /// The training step's forward precision (bf16 = autocast, parameters stay float32).
+    #[serde(default)]
+    pub precision: super::precision::Precision,
+    /// Where JPEGs are decoded: cpu = the worker pool; gpu = nvJPEG + batched augmentation on
+    /// the training device; auto = gpu when nvJPEG and a CUDA device are there.
+    #[serde(default)]
+    pub decode: crate::loader::gpu::DecodeMode,
     /// Data-parallel runs: SyncBatchNorm (always on for DeeperCluster).
     #[serde(default)]
     pub sync_bn: bool,

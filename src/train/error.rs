@@ -22,6 +22,8 @@ pub enum TrainError {
     Diverged { step: u64, loss: f64 },
     #[error("{0}")]
     Data(String),
+    #[error("--decode gpu: {0}")]
+    Decode(#[from] crate::loader::gpu::NvJpegError),
 }
 
 pub type Result<T> = std::result::Result<T, TrainError>;

@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod features;
 pub mod metrics;
 pub mod optim;
+pub mod precision;
 pub mod run;
 pub mod schedule;
 

@@ -22,8 +22,10 @@ use super::evaluate::{evaluate, EvalSummary};
 use super::features::ExtractOptions;
 use super::metrics::MetricsLog;
 use super::optim::Sgd;
+use super::precision::Precision;
 use crate::loader::rng::seed_of;
 use crate::dist::{self, sync, ProcessGroup, ReduceOp};
+use crate::loader::gpu::{run_device_epoch, DecodeMode, DeviceLoader};
 use crate::loader::{cpu_decoder_factory, run_epoch, LoaderConfig, Sampler, SamplerState};
 use crate::method::{self, EpochContext};
 use crate::model::{self, ModelConfig, Network};
@@ -141,6 +143,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
 
     let pipeline = Arc::new(method.pipeline());
     let loader_cfg = LoaderConfig { batch_size: cfg.batch_size, workers: cfg.workers, prefetch: 4, seed: cfg.seed, drop_last: false };
+    let device_loader = gpu_loader(cfg.decode, dev)?;
     let (mut images, mut last_loss, mut last_eval, mut last_ckpt) = (0u64, None, None, None);
     let train_started = Instant::now();
     'epochs: while epoch < cfg.epochs {
@@ -176,7 +179,11 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
             b.set_position(position / cfg.batch_size as u64);
         }
         let (mut loss_sum, mut loss_n) = (0.0, 0u64);
-        for batch in run_epoch(ds.clone(), pipeline.clone(), rest, epoch, &loader_cfg, cpu_decoder_factory(true)) {
+        let batches: Box<dyn Iterator<Item = crate::loader::Batch>> = match &device_loader {
+            Some(l) => Box::new(run_device_epoch(l.clone(), ds.clone(), pipeline.clone(), rest, epoch, cfg.batch_size, cfg.seed, loader_cfg.prefetch)),
+            None => Box::new(run_epoch(ds.clone(), pipeline.clone(), rest, epoch, &loader_cfg, cpu_decoder_factory(true))),
+        };
+        for batch in batches {
             let consumed = (batch.len() + batch.skipped) as u64;
             if batch.is_empty() && group.is_none() {
                 position += consumed;
@@ -188,7 +195,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
             tch::manual_seed(seed_of(&[cfg.seed, step, 0xD0 + rank as u64]) as i64 & i64::MAX);
             opt.zero_grad();
             method.zero_grad();
-            let Some(out) = data_parallel_step(group.as_deref(), &trunk_buffers, &opt, method.as_mut(), trunk.as_ref(), &batch, dev)? else {
+            let Some(out) = data_parallel_step(group.as_deref(), &trunk_buffers, &opt, method.as_mut(), trunk.as_ref(), &batch, dev, cfg.precision)? else {
                 // this rank's batch was empty (undecodable records): it took part with zero gradients
                 opt.step(lr);
                 method.update(lr);
@@ -273,9 +280,24 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
 /// One step's forward and backward; in a data-parallel run also the buffer broadcast before and
 /// the gradient averaging after. None when this rank's batch is empty (it still takes part in the
 /// averaging, with zero gradients).
-fn data_parallel_step(group: Option<&ProcessGroup>, trunk_buffers: &[Tensor], opt: &Sgd, method: &mut dyn method::Method, trunk: &dyn Network, batch: &crate::loader::Batch, dev: Device) -> Result<Option<method::StepOutput>> {
+#[allow(clippy::too_many_arguments)]
+fn data_parallel_step(
+    group: Option<&ProcessGroup>,
+    trunk_buffers: &[Tensor],
+    opt: &Sgd,
+    method: &mut dyn method::Method,
+    trunk: &dyn Network,
+    batch: &crate::loader::Batch,
+    dev: Device,
+    precision: Precision,
+) -> Result<Option<method::StepOutput>> {
+    // forward and loss under autocast (bf16), backward outside it, as in PyTorch
+    let forward = |method: &mut dyn method::Method| {
+        let _amp = precision.enter(dev);
+        method.step(trunk, batch, dev)
+    };
     let Some(g) = group else {
-        let out = method.step(trunk, batch, dev)?;
+        let out = forward(method)?;
         out.loss.backward();
         return Ok(Some(out));
     };
@@ -284,7 +306,7 @@ fn data_parallel_step(group: Option<&ProcessGroup>, trunk_buffers: &[Tensor], op
     let out = if batch.is_empty() {
         None
     } else {
-        let out = method.step(trunk, batch, dev)?;
+        let out = forward(method)?;
         out.loss.backward();
         Some(out)
     };
@@ -375,4 +397,23 @@ pub fn trunk_from_checkpoint(path: &std::path::Path) -> Result<(nn::VarStore, Bo
     let trunk = build_trunk(&vs, &cfg)?;
     restore_vars(&vs, &ck.with_prefix("trunk."), "")?;
     Ok((vs, trunk, cfg))
+}
+
+/// The device loader `--decode` asks for: None = the CPU worker pool (`cpu`, or `auto` where
+/// nvJPEG or CUDA is missing, which is logged).
+fn gpu_loader(mode: DecodeMode, dev: Device) -> Result<Option<Arc<std::sync::Mutex<DeviceLoader>>>> {
+    if mode == DecodeMode::Cpu {
+        return Ok(None);
+    }
+    let (loader, why_not) = DeviceLoader::new(dev, mode)?;
+    match loader.gpu_backend() {
+        Some(backend) => {
+            tracing::info!("decode: nvJPEG ({backend} backend), augmentation batched on {dev:?}");
+            Ok(Some(Arc::new(std::sync::Mutex::new(loader))))
+        }
+        None => {
+            tracing::info!("decode auto: CPU workers ({})", why_not.unwrap_or_default());
+            Ok(None)
+        }
+    }
 }
