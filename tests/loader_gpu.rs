@@ -209,7 +209,7 @@ fn sof_scan_finds_progressive_jpegs_as_the_photo_table_says() {
         progressive += want as usize;
     }
     println!("{n} photos, {progressive} progressive: all classified as photos.tsv says");
-    assert!(n > 100 && progressive > 0);
+    assert!(n >= 40 && progressive > 0, "{n} photos, {progressive} progressive");
     assert_eq!(is_progressive(b"not a jpeg"), None);
     assert_eq!(is_progressive(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00]), None);
 }

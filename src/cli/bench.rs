@@ -5,6 +5,7 @@
 use crate::model::{self, heads, ModelConfig};
 use crate::train::checkpoint::named_vars;
 use crate::train::optim::{Sgd, SgdConfig};
+use crate::train::precision::Precision;
 use crate::train::run::device;
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
@@ -45,6 +46,9 @@ pub struct StepArgs {
     /// libtorch threads (0: libtorch's default).
     #[arg(long, default_value_t = 0)]
     pub threads: i32,
+    /// Forward and loss under autocast in bfloat16 (as `silt train --precision bf16`).
+    #[arg(long, value_enum, default_value_t = super::train::PrecisionArg::Fp32)]
+    pub precision: super::train::PrecisionArg,
     #[arg(long)]
     pub json: bool,
 }
@@ -74,8 +78,12 @@ impl StepArgs {
         let mut times = Vec::with_capacity(self.steps);
         for i in 0..self.warmup + self.steps {
             let t0 = Instant::now();
-            opt.zero_grad();
-            let loss = head.forward(&trunk.forward_t(&x, true).relu()).cross_entropy_for_logits(&y);
+            // PyTorch's default zero_grad(set_to_none=True), so both sides run the same step
+            opt.clear_grad();
+            let loss = {
+                let _amp = Precision::from(self.precision).enter(dev);
+                head.forward(&trunk.forward_t(&x, true).relu()).cross_entropy_for_logits(&y)
+            };
             loss.backward();
             opt.step(0.01);
             let _ = loss.double_value(&[]); // waits for the device
@@ -88,7 +96,7 @@ impl StepArgs {
         let mean = times.iter().sum::<f64>() / times.len() as f64;
         if self.json {
             writeln!(out, "{}", json!({ "arch": self.arch, "batch": self.batch, "size": self.size, "steps": self.steps, "threads": tch::get_num_threads(),
-                "median_s": median, "mean_s": mean, "images_per_s": self.batch as f64 / median, "device": format!("{dev:?}") }))?;
+                "median_s": median, "mean_s": mean, "precision": format!("{:?}", self.precision).to_lowercase(), "images_per_s": self.batch as f64 / median, "device": format!("{dev:?}") }))?;
         } else {
             writeln!(out, "{} batch {} at {}px on {dev:?} ({} threads): median step {:.1} ms, mean {:.1} ms, {:.0} images/s",
                 self.arch, self.batch, self.size, tch::get_num_threads(), median * 1e3, mean * 1e3, self.batch as f64 / median)?;

@@ -374,10 +374,7 @@ impl TrainArgs {
             keep_checkpoints: self.keep_checkpoints,
             sync_bn: self.sync_bn,
             decode: self.decode.into(),
-            precision: match self.precision {
-                PrecisionArg::Fp32 => Precision::Fp32,
-                PrecisionArg::Bf16 => Precision::Bf16,
-            },
+            precision: self.precision.into(),
             cache_mode: self.cache_mode.unwrap_or(if self.method == "pic" { CacheMode::Part } else { CacheMode::Full }),
             log_every: self.log_every,
             max_steps: self.max_steps,
@@ -452,4 +449,13 @@ impl TrainArgs {
 pub enum PrecisionArg {
     Fp32,
     Bf16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Fp32 => Precision::Fp32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+        }
+    }
 }

@@ -32,7 +32,20 @@ impl SgdConfig {
     }
 }
 
-/// One parameter group: named tensors updated with one learning rate.
+extern "C" {
+    fn silt_grad_reset(t: *mut torch_sys::C_tensor);
+}
+
+/// `zero_grad(set_to_none=True)`: the gradients become undefined, and the next backward writes
+/// them afresh instead of adding to zeros.
+pub fn clear_grads(params: &[Tensor]) {
+    for p in params {
+        // SAFETY: `as_mut_ptr` is the live `at::Tensor*` of `p`; resetting its grad is what
+        // PyTorch's zero_grad(set_to_none=True) does.
+        unsafe { silt_grad_reset(p.as_ptr() as *mut torch_sys::C_tensor) }
+    }
+}
+
 /// Zeroes (in place, keeping them defined) the gradients of `params` that have one.
 pub fn zero_grads(params: &[Tensor]) {
     for p in params {
@@ -76,6 +89,11 @@ impl Sgd {
 
     pub fn zero_grad(&mut self) {
         zero_grads(&self.params);
+    }
+
+    /// PyTorch's `zero_grad(set_to_none=True)` (its default): see [`clear_grads`].
+    pub fn clear_grad(&mut self) {
+        clear_grads(&self.params);
     }
 
     /// One update with learning rate `lr`. Parameters without a gradient are skipped, as PyTorch
