@@ -262,3 +262,26 @@ fn loader_bench_runs_the_device_loader_from_the_cli() {
     assert_eq!(v["batches"], 2);
     assert_eq!(v["cpu_decoded"].as_u64().unwrap() + v["gpu_decoded"].as_u64().unwrap(), 4);
 }
+
+#[test]
+fn train_decode_gpu_is_a_clear_error_without_cuda_and_auto_falls_back() {
+    if tch::Cuda::is_available() {
+        println!("SKIP: a CUDA device is present (this checks the machines without one)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    photo_dataset(&dir.path().join("data"), 8);
+    let train = |decode: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_silt"))
+            .args(["train", dir.path().join("data").to_str().unwrap(), "--method", "rotnet", "--arch", "small", "--crop", "28", "--batch-size", "4"])
+            .args(["--epochs", "1", "--max-steps", "1", "--workers", "1", "--decode", decode, "--run-dir", dir.path().join(format!("run-{decode}")).to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let gpu = train("gpu");
+    let err = String::from_utf8_lossy(&gpu.stderr);
+    println!("--decode gpu: {}", err.trim());
+    assert!(!gpu.status.success() && err.contains("--decode gpu") && err.contains("no CUDA device"), "{err}");
+    let auto = train("auto");
+    assert!(auto.status.success(), "{}", String::from_utf8_lossy(&auto.stderr));
+}

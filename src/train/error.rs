@@ -22,7 +22,7 @@ pub enum TrainError {
     Diverged { step: u64, loss: f64 },
     #[error("{0}")]
     Data(String),
-    #[error("--decode gpu: {0}")]
+    #[error("--decode gpu")]
     Decode(#[from] crate::loader::gpu::NvJpegError),
 }
 
