@@ -205,25 +205,13 @@ pub fn resize_center_crops(images: &DecodedBatch, resize: u32, size: u32) -> Ten
     Tensor::cat(&views, 0).round().clamp(0.0, 255.0)
 }
 
-/// Where each view's crop sits in the decoded image (full-size decodes: the plan's rect).
-pub trait RectMap {
-    fn map_rect(&self, k: usize, rect: &Rect) -> Rect;
-}
-
-/// Decoded images at full size: rects carry over unchanged.
-pub struct FullSize;
-impl RectMap for FullSize {
-    fn map_rect(&self, _: usize, rect: &Rect) -> Rect {
-        *rect
-    }
-}
-
 /// One view slot for a whole batch: crop + resample, flip, grayscale / colour jitter in each
 /// sample's drawn order, blur, and the four rotations when the spec asks for them. `plans[k]` is
-/// sample k's plan for this slot. Returns uint8 [n (x 4 with rotations), 3, size, size].
-pub fn augment_view(images: &DecodedBatch, plans: &[&ViewPlan], spec: &ViewSpec, mode: Resample, map: &dyn RectMap) -> Tensor {
+/// sample k's plan for this slot; the images are full-size decodes, so the plans' crop boxes
+/// apply as they are. Returns uint8 [n (x 4 with rotations), 3, size, size].
+pub fn augment_view(images: &DecodedBatch, plans: &[&ViewPlan], spec: &ViewSpec, mode: Resample) -> Tensor {
     let device = images.pixels.device();
-    let rects: Vec<Rect> = plans.iter().enumerate().map(|(k, p)| map.map_rect(k, &p.rect)).collect();
+    let rects: Vec<Rect> = plans.iter().map(|p| p.rect).collect();
     let mut x = match spec.geometry {
         // Resize + CenterCrop is one fixed window per image: made the exact torchvision way.
         Geometry::ResizeCenter { resize } => resize_center_crops(images, resize, spec.size),

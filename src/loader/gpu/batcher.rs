@@ -9,7 +9,7 @@
 //! distribution. One thread per epoch prepares batches ahead of the consumer (bounded), so
 //! the host-side work overlaps the training step.
 
-use super::augment::{augment_view, DecodedBatch, FullSize, Resample};
+use super::augment::{augment_view, DecodedBatch, Resample};
 use super::nvjpeg::{batch_buffer, NvJpeg, NvJpegError};
 use crate::loader::batch::{Batch, DeviceTensor};
 use crate::loader::decode::{CpuDecoder, Decode, DecodeError, DecodeRequest, RgbImage};
@@ -175,7 +175,7 @@ impl DeviceLoader {
             for (slot, vb) in batch.views.iter_mut().enumerate() {
                 let spec = &pipeline.views[plans[0].views[slot].spec];
                 let slot_plans: Vec<_> = plans.iter().map(|p| &p.views[slot]).collect();
-                let x = augment_view(&decoded, &slot_plans, spec, self.resample, &FullSize);
+                let x = augment_view(&decoded, &slot_plans, spec, self.resample);
                 vb.n = x.size()[0] as usize;
                 if spec.rotations {
                     vb.rotation_labels = (0..plans.len()).flat_map(|_| 0..4).collect();
