@@ -122,7 +122,7 @@ impl DeviceLoader {
                 None => match self.cpu_decode(&rec) {
                     Ok(img) => pending.push(Pending { index, size: (img.width, img.height), rec, host: Some(img), plan: None }),
                     Err(e) => {
-                        skip(ds, index, &rec.key, &e);
+                        skip(ds, index, rec.key, &e);
                         skipped += 1;
                     }
                 },
@@ -148,7 +148,7 @@ impl DeviceLoader {
         for (k, p) in pending.iter_mut().enumerate() {
             if let Some(img) = &p.host {
                 if img.width == 0 || img.width != p.size.0 || img.height != p.size.1 {
-                    skip(ds, p.index, &p.rec.key, &"no decoder could read it");
+                    skip(ds, p.index, p.rec.key, &"no decoder could read it");
                     skipped += 1;
                     continue;
                 }
@@ -205,6 +205,7 @@ pub struct DeviceEpochIter {
     handle: Option<JoinHandle<()>>,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn run_device_epoch(loader: Arc<Mutex<DeviceLoader>>, ds: Arc<Dataset>, pipeline: Arc<Pipeline>, indices: Vec<u64>, epoch: u64, batch_size: usize, seed: u64, prefetch: usize) -> DeviceEpochIter {
     let (tx, rx) = sync_channel::<Batch>(prefetch.max(1));
     let handle = std::thread::spawn(move || {
