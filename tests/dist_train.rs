@@ -148,6 +148,35 @@ fn killing_one_rank_stops_the_other_and_a_restart_resumes() {
 }
 
 #[test]
+fn a_rank_dying_inside_sync_batchnorm_is_a_clear_error() {
+    // DeeperCluster always synchronises BatchNorm: the survivor meets the dead rank inside a
+    // layer's all-gather, which cannot return an error itself; the trainer must still end with
+    // the collective's error (rank, operation), not a panic.
+    let dir = tempfile::tempdir().unwrap();
+    let d = data(dir.path(), 768);
+    let run = dir.path().join("run");
+    let a = args(&d, &run, "deepercluster", 32, &["--epochs", "2", "--super-classes", "8", "--reassignment", "1", "--checkpoint-every", "3"]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let logs = dir.path().join("logs");
+    let mut ranks = spawn(2, free_port(), &refs, &logs, &[("SILT_DIST_TIMEOUT_S", "20".into())]);
+    let started = Instant::now();
+    while !run.join("checkpoints/LATEST").exists() {
+        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ranks[1].child.kill().unwrap();
+    let killed_at = Instant::now();
+    let results = wait_all(&mut ranks[..1], Duration::from_secs(60));
+    let (ok, err) = &results[0];
+    let _ = ranks[1].child.wait();
+    let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    println!("rank 0 after {:?}: {last}", killed_at.elapsed());
+    assert!(!ok, "rank 0 must fail when rank 1 dies");
+    assert!(!err.contains("panicked"), "a panic instead of an error:\n{err}");
+    assert!(err.contains("rank 0/2") && err.contains("failed"), "unclear error:\n{err}");
+}
+
+#[test]
 fn simclr_negatives_span_the_global_batch() {
     // The projections are gathered with gradient: 2 x 32 sees the same 64-image batch as 1 x 64.
     // NT-Xent's gradient cancels heavily, so a small rate: with SimCLR's 0.075 even one process

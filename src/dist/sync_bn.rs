@@ -7,7 +7,9 @@
 //! The models' BatchNorm layers ([`crate::model`]) call [`batch_norm`]; whether it synchronises
 //! is a process-wide switch ([`enable`]), set by the trainer for `--sync-bn` in data-parallel runs.
 
+use super::error::DistError;
 use super::group::ProcessGroup;
+use std::cell::RefCell;
 use std::sync::{Arc, RwLock};
 use tch::{nn, Kind, Tensor};
 
@@ -31,11 +33,33 @@ pub fn batch_norm(bn: &nn::BatchNorm, x: &Tensor, train: bool) -> Tensor {
     synced(x, bn.ws.as_ref(), bn.bs.as_ref(), &bn.running_mean, &bn.running_var, train).unwrap_or_else(|| nn::ModuleT::forward_t(bn, x, train))
 }
 
+thread_local! {
+    /// The first collective failure inside a forward pass (a layer cannot return an error):
+    /// the trainer takes it after the forward with [`take_failure`] and ends the run with it.
+    static FAILURE: RefCell<Option<DistError>> = const { RefCell::new(None) };
+}
+
+/// The collective error a SyncBatchNorm layer met since the last call, if any.
+pub fn take_failure() -> Option<DistError> {
+    FAILURE.with(|f| f.borrow_mut().take())
+}
+
 /// BatchNorm (eps 1e-5, momentum 0.1) with statistics over all ranks, when enabled and
-/// `train`; None otherwise (the caller runs its ordinary BatchNorm).
+/// `train`; None otherwise (the caller runs its ordinary BatchNorm). When a collective fails,
+/// the error is kept for [`take_failure`] and the layers fall back to local statistics without
+/// trying more collectives (each could wait out the timeout), so the forward pass ends quickly.
 pub fn synced(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, running_mean: &Tensor, running_var: &Tensor, train: bool) -> Option<Tensor> {
     let g = group().filter(|_| train)?;
-    Some(synced_in(x, weight, bias, running_mean, running_var, &g).unwrap_or_else(|e| panic!("SyncBatchNorm: {e}")))
+    if FAILURE.with(|f| f.borrow().is_some()) {
+        return None;
+    }
+    match synced_in(x, weight, bias, running_mean, running_var, &g) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            FAILURE.with(|f| *f.borrow_mut() = Some(e));
+            None
+        }
+    }
 }
 
 fn synced_in(x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, running_mean: &Tensor, running_var: &Tensor, g: &ProcessGroup) -> super::Result<Tensor> {

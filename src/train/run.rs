@@ -292,9 +292,14 @@ fn data_parallel_step(
     precision: Precision,
 ) -> Result<Option<method::StepOutput>> {
     // forward and loss under autocast (bf16), backward outside it, as in PyTorch
-    let forward = |method: &mut dyn method::Method| {
+    let forward = |method: &mut dyn method::Method| -> Result<method::StepOutput> {
         let _amp = precision.enter(dev);
-        method.step(trunk, batch, dev)
+        let out = method.step(trunk, batch, dev)?;
+        // a SyncBatchNorm layer whose collective failed (a rank died) recorded why
+        match dist::sync_bn::take_failure() {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
     };
     let Some(g) = group else {
         let out = forward(method)?;
