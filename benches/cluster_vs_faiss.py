@@ -46,6 +46,9 @@ def main():
     p.add_argument("--max-points-per-centroid", type=int, default=256)
     p.add_argument("--levels", default="", help="also run hierarchical k-means with these levels, e.g. 100,100")
     p.add_argument("--device", default="cpu", help="device for silt's tch backend (cpu|cuda|auto)")
+    p.add_argument("--no-torch", action="store_true", help="skip silt's tch backend (saves one flat run)")
+    p.add_argument("--second-seed", type=int, help="also run faiss from Python with this seed: how well flat "
+                   "k-means agrees with itself (the reference for NMI(flat, hierarchical))")
     p.add_argument("--silt", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "silt"))
     p.add_argument("--json", help="also write the results here")
     a = p.parse_args()
@@ -62,7 +65,10 @@ def main():
                       "--max-points-per-centroid", str(a.max_points_per_centroid)]
             t_py, l_py = faiss_python(x, k, a.niter, a.seed, a.max_points_per_centroid)
             t_sf, l_sf = silt(a.silt, path, os.path.join(tmp, "sf"), common + ["--backend", "faiss"])
-            t_st, l_st = silt(a.silt, path, os.path.join(tmp, "st"), common + ["--backend", "torch", "--device", a.device])
+            if a.no_torch:
+                t_st, l_st = float("nan"), l_sf
+            else:
+                t_st, l_st = silt(a.silt, path, os.path.join(tmp, "st"), common + ["--backend", "torch", "--device", a.device])
             row = dict(case=case, threads=os.cpu_count(), faiss_python_s=t_py, silt_faiss_s=t_sf, silt_torch_s=t_st,
                        ratio_silt_faiss=t_sf / t_py, ratio_silt_torch=t_st / t_py,
                        nmi_silt_faiss_vs_python=nmi(l_py, l_sf), nmi_silt_torch_vs_python=nmi(l_py, l_st))
@@ -70,6 +76,9 @@ def main():
                 t_h, l_h = silt(a.silt, path, os.path.join(tmp, "h"),
                                 common + ["--backend", "faiss", "--levels", a.levels])
                 row.update(hier_s=t_h, speedup_flat_over_hier=t_sf / t_h, nmi_flat_vs_hier=nmi(l_sf, l_h))
+            if a.second_seed is not None:
+                _, l_py2 = faiss_python(x, k, a.niter, a.second_seed, a.max_points_per_centroid)
+                row.update(nmi_flat_two_seeds=nmi(l_py, l_py2))
             rows.append(row)
             print(json.dumps(row), flush=True)
     print("\ncase                 python-faiss   silt-faiss (ratio)   silt-tch (ratio)   NMI vs python (faiss/tch)")
@@ -80,6 +89,8 @@ def main():
         if "hier_s" in r:
             print(f"  hierarchical {a.levels}: {r['hier_s']:.2f} s, flat/hier {r['speedup_flat_over_hier']:.1f}x, "
                   f"NMI(flat, hier) {r['nmi_flat_vs_hier']:.3f}")
+        if "nmi_flat_two_seeds" in r:
+            print(f"  flat vs flat with seed {a.second_seed}: NMI {r['nmi_flat_two_seeds']:.3f}")
     if a.json:
         json.dump(rows, open(a.json, "w"), indent=1)
 

@@ -121,23 +121,10 @@ fn killing_one_rank_stops_the_other_and_a_restart_resumes() {
 
     let run = dir.path().join("killed");
     let a = args(&d, &run, "rotnet", 32, &more);
-    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-    let logs = dir.path().join("logs-killed");
-    let mut ranks = spawn(2, free_port(), &refs, &logs, &[("SILT_DIST_TIMEOUT_S", "20".into())]);
-    // wait for the first mid-epoch checkpoint, then kill rank 1
-    let started = Instant::now();
-    while !run.join("checkpoints/LATEST").exists() {
-        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    ranks[1].child.kill().unwrap();
-    let killed_at = Instant::now();
-    let results = wait_all(&mut ranks[..1], Duration::from_secs(60));
-    let (ok, err) = &results[0];
+    let (ok, err, noticed) = kill_rank_1_after_first_checkpoint(&a, &run, &dir.path().join("logs-killed"));
     assert!(!ok, "rank 0 must fail when rank 1 dies");
-    assert!(killed_at.elapsed() < Duration::from_secs(30), "rank 0 took {:?} to notice", killed_at.elapsed());
+    assert!(noticed < Duration::from_secs(30), "rank 0 took {noticed:?} to notice");
     assert!(err.contains("rank 0/2") && err.contains("failed"), "unclear error:\n{err}");
-    let _ = ranks[1].child.wait();
 
     // both ranks again: resume from rank 0's last checkpoint and finish
     run_ranks(2, &a, &dir.path().join("logs-resumed"));
@@ -156,21 +143,9 @@ fn a_rank_dying_inside_sync_batchnorm_is_a_clear_error() {
     let d = data(dir.path(), 768);
     let run = dir.path().join("run");
     let a = args(&d, &run, "deepercluster", 32, &["--epochs", "2", "--super-classes", "8", "--reassignment", "1", "--checkpoint-every", "3"]);
-    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-    let logs = dir.path().join("logs");
-    let mut ranks = spawn(2, free_port(), &refs, &logs, &[("SILT_DIST_TIMEOUT_S", "20".into())]);
-    let started = Instant::now();
-    while !run.join("checkpoints/LATEST").exists() {
-        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    ranks[1].child.kill().unwrap();
-    let killed_at = Instant::now();
-    let results = wait_all(&mut ranks[..1], Duration::from_secs(60));
-    let (ok, err) = &results[0];
-    let _ = ranks[1].child.wait();
+    let (ok, err, noticed) = kill_rank_1_after_first_checkpoint(&a, &run, &dir.path().join("logs"));
     let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
-    println!("rank 0 after {:?}: {last}", killed_at.elapsed());
+    println!("rank 0 after {noticed:?}: {last}");
     assert!(!ok, "rank 0 must fail when rank 1 dies");
     assert!(!err.contains("panicked"), "a panic instead of an error:\n{err}");
     assert!(err.contains("rank 0/2") && err.contains("failed"), "unclear error:\n{err}");
@@ -239,4 +214,23 @@ fn a_two_rank_checkpoint_resumes_on_one_rank() {
     assert_eq!(steps, (1..=13).collect::<Vec<_>>());
     let ck = silt::train::checkpoint::load(&run).unwrap();
     assert_eq!((ck.meta.epoch, ck.meta.world), (1, 1));
+}
+
+/// Starts 2 ranks on `a`, SIGKILLs rank 1 once `run` holds a checkpoint, and returns rank 0's
+/// (success, stderr) and how long after the kill it ended.
+fn kill_rank_1_after_first_checkpoint(a: &[String], run: &Path, logs: &Path) -> (bool, String, Duration) {
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut ranks = spawn(2, free_port(), &refs, logs, &[("SILT_DIST_TIMEOUT_S", "20".into())]);
+    let started = Instant::now();
+    while !run.join("checkpoints/LATEST").exists() {
+        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ranks[1].child.kill().unwrap();
+    let killed_at = Instant::now();
+    let mut results = wait_all(&mut ranks[..1], Duration::from_secs(60));
+    let noticed = killed_at.elapsed();
+    let _ = ranks[1].child.wait();
+    let (ok, err) = results.remove(0);
+    (ok, err, noticed)
 }
