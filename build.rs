@@ -1,6 +1,7 @@
 //! Compiles the C++ shims (csrc/c10d_shim.cpp: torch's c10d, see src/dist/mod.rs;
-//! csrc/amp_shim.cpp: autocast, see src/train/precision.rs) against the headers of the libtorch
-//! that torch-sys found, and links them.
+//! csrc/amp_shim.cpp: autocast, see src/train/precision.rs; csrc/grad_shim.cpp: dropping
+//! gradients, see src/train/optim.rs) against the headers of the libtorch that torch-sys found,
+//! and links them.
 
 use std::env;
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ fn main() {
         // rustc links with --as-needed, which would drop libtorch_cuda
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,-lc10_cuda,--as-needed");
     }
-    build.file("csrc/c10d_shim.cpp").file("csrc/amp_shim.cpp").compile("silt_c10d");
+    build.file("csrc/c10d_shim.cpp").file("csrc/amp_shim.cpp").file("csrc/grad_shim.cpp").compile("silt_c10d");
     println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-env-changed=CARGO_FEATURE_CUDA");

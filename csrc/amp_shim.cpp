@@ -47,17 +47,3 @@ int silt_autocast_is_enabled(int device) {
 }
 
 }  // extern "C"
-
-extern "C" {
-
-// optimizer.zero_grad(set_to_none=True): drops the gradient instead of zeroing it, so the next
-// backward writes fresh gradients instead of adding to zeros (one pass over the model's
-// parameters fewer per step).
-void silt_grad_reset(at::Tensor* t) {
-  try {
-    t->mutable_grad().reset();
-  } catch (...) {
-  }
-}
-
-}  // extern "C"

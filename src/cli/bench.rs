@@ -47,8 +47,8 @@ pub struct StepArgs {
     #[arg(long, default_value_t = 0)]
     pub threads: i32,
     /// Forward and loss under autocast in bfloat16 (as `silt train --precision bf16`).
-    #[arg(long, value_enum, default_value_t = super::train::PrecisionArg::Fp32)]
-    pub precision: super::train::PrecisionArg,
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     #[arg(long)]
     pub json: bool,
 }
@@ -81,7 +81,7 @@ impl StepArgs {
             // PyTorch's default zero_grad(set_to_none=True), so both sides run the same step
             opt.clear_grad();
             let loss = {
-                let _amp = Precision::from(self.precision).enter(dev);
+                let _amp = self.precision.enter(dev);
                 head.forward(&trunk.forward_t(&x, true).relu()).cross_entropy_for_logits(&y)
             };
             loss.backward();

@@ -49,6 +49,18 @@ pub enum DeviceArg {
     Cuda,
 }
 
+impl DeviceArg {
+    /// The libtorch device: auto = the GPU when libtorch sees one; cuda without one is an error.
+    pub fn resolve(self) -> anyhow::Result<tch::Device> {
+        Ok(match self {
+            DeviceArg::Auto => best_device(),
+            DeviceArg::Cpu => tch::Device::Cpu,
+            DeviceArg::Cuda if tch::Cuda::is_available() => tch::Device::Cuda(0),
+            DeviceArg::Cuda => bail!("--device cuda: libtorch sees no CUDA device"),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum InitArg {
     /// k random points, as faiss chooses them for the same seed.
@@ -221,12 +233,7 @@ impl RunArgs {
             BackendArg::Auto if tch::Cuda::is_available() => Backend::Torch,
             BackendArg::Auto => Backend::Faiss,
         };
-        let device = match self.device {
-            DeviceArg::Auto => best_device(),
-            DeviceArg::Cpu => tch::Device::Cpu,
-            DeviceArg::Cuda if tch::Cuda::is_available() => tch::Device::Cuda(0),
-            DeviceArg::Cuda => bail!("--device cuda: libtorch sees no CUDA device"),
-        };
+        let device = self.device.resolve()?;
         let cfg = KMeansConfig {
             k: self.k,
             niter: self.niter,

@@ -1,5 +1,6 @@
 //! `silt loader ...`: measure the loader and look at what it produces.
 
+use super::cluster::DeviceArg;
 use crate::loader::gpu::{run_device_epoch, DecodeMode, DeviceLoader, Resample};
 use crate::loader::{cpu_decoder_factory, preset, presets::PRESETS, run_epoch, LoaderConfig, Sampler, SamplerKind};
 use crate::report::grid::{image_grid, planar_image};
@@ -64,49 +65,19 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Make the batches with the device loader on this device: decode per --decode, then the
-    /// augmentations as batched tensor ops, views left on the device. Without it: the CPU
-    /// worker pool.
+    /// Make the batches with the device loader on this device (auto = the GPU when libtorch sees
+    /// one): decode per --decode, then the augmentations as batched tensor ops, views left on the
+    /// device. Without it: the CPU worker pool.
     #[arg(long, value_enum)]
-    pub device: Option<BenchDevice>,
+    pub device: Option<DeviceArg>,
     /// With --device: where JPEGs are decoded (gpu = nvJPEG, cpu = libjpeg-turbo, auto = nvJPEG
     /// when a CUDA device and the library are there).
-    #[arg(long, value_enum, default_value_t = DecodeArg::Auto)]
-    pub decode: DecodeArg,
+    #[arg(long, value_enum, default_value_t = DecodeMode::Auto)]
+    pub decode: DecodeMode,
     /// With --device: how crops are resampled (antialias = as the CPU loader; batched = one
     /// grid_sample for the whole batch).
-    #[arg(long, value_enum, default_value_t = ResampleArg::Antialias)]
-    pub resample: ResampleArg,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BenchDevice {
-    Cpu,
-    Cuda,
-}
-
-/// Where JPEGs are decoded (`--decode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DecodeArg {
-    Cpu,
-    Gpu,
-    Auto,
-}
-
-impl From<DecodeArg> for DecodeMode {
-    fn from(d: DecodeArg) -> Self {
-        match d {
-            DecodeArg::Cpu => DecodeMode::Cpu,
-            DecodeArg::Gpu => DecodeMode::Gpu,
-            DecodeArg::Auto => DecodeMode::Auto,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ResampleArg {
-    Antialias,
-    Batched,
+    #[arg(long, value_enum, default_value_t = Resample::Antialias)]
+    pub resample: Resample,
 }
 
 #[derive(Debug, Args)]
@@ -226,17 +197,10 @@ impl BenchArgs {
     }
 
     /// The device loader: batches made by [`DeviceLoader`] on `device`, consumed as they come.
-    fn run_device(&self, ds: Arc<Dataset>, pipeline: Arc<crate::loader::Pipeline>, sampler: &Sampler, limit: u64, device: BenchDevice, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-        let dev = match device {
-            BenchDevice::Cpu => tch::Device::Cpu,
-            BenchDevice::Cuda if tch::Cuda::is_available() => tch::Device::Cuda(0),
-            BenchDevice::Cuda => bail!("--device cuda: libtorch sees no CUDA device"),
-        };
-        let (mut loader, fallback) = DeviceLoader::new(dev, self.decode.into()).context("--decode gpu")?;
-        loader.resample = match self.resample {
-            ResampleArg::Antialias => Resample::Antialias,
-            ResampleArg::Batched => Resample::Batched,
-        };
+    fn run_device(&self, ds: Arc<Dataset>, pipeline: Arc<crate::loader::Pipeline>, sampler: &Sampler, limit: u64, device: DeviceArg, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        let dev = device.resolve()?;
+        let (mut loader, fallback) = DeviceLoader::new(dev, self.decode).context("--decode gpu")?;
+        loader.resample = self.resample;
         let decoder = match (loader.gpu_backend(), &fallback) {
             (Some(b), _) => format!("nvjpeg ({b} backend)"),
             (None, Some(why)) => format!("cpu (nvJPEG not used: {why})"),

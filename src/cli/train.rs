@@ -3,6 +3,7 @@
 //! latest checkpoint.
 
 use crate::method::contrastive::{default_temperature, ContrastiveConfig};
+use crate::loader::gpu::DecodeMode;
 use crate::loader::CacheMode;
 use crate::method::pic::{default_small_crop, window_epochs, PicConfig};
 use crate::method::sela::SelaConfig;
@@ -133,13 +134,13 @@ pub struct TrainArgs {
     pub workers: usize,
     /// Forward pass and loss under autocast in bfloat16 (parameters, gradients, optimiser state
     /// and checkpoints stay float32; no loss scaling needed). fp32 = plain float32.
-    #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32)]
-    pub precision: PrecisionArg,
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// Where JPEGs are decoded: cpu = libjpeg-turbo in the worker pool; gpu = nvJPEG, then the
     /// augmentations as batched tensor ops on the training device (an error without nvJPEG
     /// and CUDA); auto = gpu when both are there, else cpu.
-    #[arg(long, value_enum, default_value_t = super::loader::DecodeArg::Cpu)]
-    pub decode: super::loader::DecodeArg,
+    #[arg(long, value_enum, default_value_t = DecodeMode::Cpu)]
+    pub decode: DecodeMode,
     /// libtorch threads (0: libtorch's default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -373,8 +374,8 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             keep_checkpoints: self.keep_checkpoints,
             sync_bn: self.sync_bn,
-            decode: self.decode.into(),
-            precision: self.precision.into(),
+            decode: self.decode,
+            precision: self.precision,
             cache_mode: self.cache_mode.unwrap_or(if self.method == "pic" { CacheMode::Part } else { CacheMode::Full }),
             log_every: self.log_every,
             max_steps: self.max_steps,
@@ -442,20 +443,5 @@ impl TrainArgs {
             }
         }
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PrecisionArg {
-    Fp32,
-    Bf16,
-}
-
-impl From<PrecisionArg> for Precision {
-    fn from(p: PrecisionArg) -> Self {
-        match p {
-            PrecisionArg::Fp32 => Precision::Fp32,
-            PrecisionArg::Bf16 => Precision::Bf16,
-        }
     }
 }

@@ -165,9 +165,7 @@ pub fn make_batch(ds: &Dataset, pipeline: &Pipeline, aug: &mut Augmenter, indice
                 assemble += t.elapsed();
             }
             Err(e) => {
-                let (shard, record) = ds.locate(index).unwrap_or((usize::MAX, index));
-                let file = ds.manifest().shards.get(shard).map(|s| s.file.clone()).unwrap_or_default();
-                tracing::warn!(shard = %file, record, key = rec.key, error = %e, "skipping record that failed to decode");
+                log_undecodable(ds, index, rec.key, &e);
                 batch.skipped += 1;
             }
         }
@@ -178,6 +176,14 @@ pub fn make_batch(ds: &Dataset, pipeline: &Pipeline, aug: &mut Augmenter, indice
     stats.augment_ns.fetch_add(times.augment.as_nanos() as u64, Ordering::Relaxed);
     stats.assemble_ns.fetch_add(assemble.as_nanos() as u64, Ordering::Relaxed);
     batch
+}
+
+/// Logs a record left out of its batch because no decoder could read it, with its shard file
+/// and record number.
+pub(crate) fn log_undecodable(ds: &Dataset, index: u64, key: &str, error: &dyn std::fmt::Display) {
+    let (shard, record) = ds.locate(index).unwrap_or((usize::MAX, index));
+    let file = ds.manifest().shards.get(shard).map(|s| s.file.clone()).unwrap_or_default();
+    tracing::warn!(shard = %file, record, key, error = %error, "skipping record that failed to decode");
 }
 
 impl Iterator for EpochIter {

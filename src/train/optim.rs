@@ -40,8 +40,8 @@ extern "C" {
 /// them afresh instead of adding to zeros.
 pub fn clear_grads(params: &[Tensor]) {
     for p in params {
-        // SAFETY: `as_mut_ptr` is the live `at::Tensor*` of `p`; resetting its grad is what
-        // PyTorch's zero_grad(set_to_none=True) does.
+        // SAFETY: `as_ptr` is the live `at::Tensor*` of `p` (csrc/grad_shim.cpp); resetting its
+        // grad is what PyTorch's zero_grad(set_to_none=True) does.
         unsafe { silt_grad_reset(p.as_ptr() as *mut torch_sys::C_tensor) }
     }
 }

@@ -14,7 +14,7 @@ use crate::loader::multicrop::{Geometry, ViewPlan, ViewSpec};
 use tch::{Device, Kind, Tensor};
 
 /// How crops are resampled to the view size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Resample {
     /// Per sample: crop, then bilinear with antialiasing (torchvision's
     /// `resized_crop(..., antialias=True)`; matches the CPU path).
@@ -60,6 +60,11 @@ fn on_subset(x: &Tensor, idx: &[i64], op: impl FnOnce(&Tensor) -> Tensor) -> Ten
 /// uint8 truncation of float pixels: clamp to [0, 255], drop the fraction.
 fn to_u8_grid(x: &Tensor) -> Tensor {
     x.clamp(0.0, 255.0).trunc()
+}
+
+/// Resampled or filtered pixels back on the uint8 grid: rounded, clamped to [0, 255].
+fn rounded_u8_grid(x: &Tensor) -> Tensor {
+    x.round().clamp(0.0, 255.0)
 }
 
 /// torchvision's grey level 0.2989 R + 0.587 G + 0.114 B, truncated: [n, 1, h, w].
@@ -142,7 +147,7 @@ pub fn gaussian_blur(x: &Tensor, ksize: usize, sigmas: &[f32]) -> Tensor {
     let planes = x.reshape([1, n * c, h, w]);
     let horiz = planes.reflection_pad2d([r, r, 0, 0]).conv2d(&per_plane.view([n * c, 1, 1, k]), None::<Tensor>, [1, 1], [0, 0], [1, 1], n * c);
     let vert = horiz.reflection_pad2d([0, 0, r, r]).conv2d(&per_plane.view([n * c, 1, k, 1]), None::<Tensor>, [1, 1], [0, 0], [1, 1], n * c);
-    vert.reshape([n, c, h, w]).round().clamp(0.0, 255.0)
+    rounded_u8_grid(&vert.reshape([n, c, h, w]))
 }
 
 /// Crops `rects` (decoded-pixel coordinates, one per sample) out of `images` and resamples
@@ -166,7 +171,7 @@ pub fn resized_crops(images: &DecodedBatch, rects: &[Rect], size: u32, mode: Res
                     crop.internal_upsample_bilinear2d_aa([s, s], false, None, None)
                 })
                 .collect();
-            Tensor::cat(&views, 0).round().clamp(0.0, 255.0)
+            rounded_u8_grid(&Tensor::cat(&views, 0))
         }
         Resample::Batched => {
             let (_, _, hmax, wmax) = images.pixels.size4().unwrap_or((0, 3, 1, 1));
@@ -183,7 +188,7 @@ pub fn resized_crops(images: &DecodedBatch, rects: &[Rect], size: u32, mode: Res
             let theta = Tensor::from_slice(&theta).view([n, 2, 3]).to_device(images.pixels.device());
             let grid = Tensor::affine_grid_generator(&theta, [n, 3, s, s], false);
             // bilinear (0), border padding (1)
-            images.pixels.to_kind(Kind::Float).grid_sampler(&grid, 0, 1, false).round().clamp(0.0, 255.0)
+            rounded_u8_grid(&images.pixels.to_kind(Kind::Float).grid_sampler(&grid, 0, 1, false))
         }
     }
 }
@@ -202,7 +207,7 @@ pub fn resize_center_crops(images: &DecodedBatch, resize: u32, size: u32) -> Ten
             resized.constant_pad_nd([0, (s - nw as i64 - left as i64).max(0), 0, (s - nh as i64 - top as i64).max(0)]).narrow(2, (top as i64).max(0), s).narrow(3, (left as i64).max(0), s)
         })
         .collect();
-    Tensor::cat(&views, 0).round().clamp(0.0, 255.0)
+    rounded_u8_grid(&Tensor::cat(&views, 0))
 }
 
 /// One view slot for a whole batch: crop + resample, flip, grayscale / colour jitter in each

@@ -14,6 +14,7 @@ use super::nvjpeg::{batch_buffer, NvJpeg, NvJpegError};
 use crate::loader::batch::{Batch, DeviceTensor};
 use crate::loader::decode::{CpuDecoder, Decode, DecodeError, DecodeRequest, RgbImage};
 use crate::loader::multicrop::{plan_sample, Pipeline, SamplePlan};
+use crate::loader::workers::log_undecodable;
 use silt_shards::{ContentType, Dataset, Record};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -23,7 +24,7 @@ use std::time::Instant;
 use tch::{Device, Tensor};
 
 /// Where JPEGs are decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DecodeMode {
     /// libjpeg-turbo on the CPU.
@@ -35,13 +36,12 @@ pub enum DecodeMode {
     Auto,
 }
 
-/// Counters of the device loader (summed over epochs).
+/// Counters of the device loader (summed over epochs; images and skipped records are counted
+/// by the batches themselves).
 #[derive(Debug, Default)]
 pub struct DeviceLoaderStats {
-    pub images: AtomicU64,
     pub gpu_decoded: AtomicU64,
     pub cpu_decoded: AtomicU64,
-    pub skipped: AtomicU64,
     pub decode_ns: AtomicU64,
     pub augment_ns: AtomicU64,
 }
@@ -61,7 +61,6 @@ struct Pending<'a> {
     size: (u32, u32),
     /// Decoded on the CPU already (None = goes to nvJPEG).
     host: Option<RgbImage>,
-    plan: Option<SamplePlan>,
 }
 
 impl DeviceLoader {
@@ -97,11 +96,6 @@ impl DeviceLoader {
     pub fn make_batch(&mut self, ds: &Dataset, pipeline: &Pipeline, indices: &[u64], number: usize, seed: u64, epoch: u64) -> Batch {
         let t0 = Instant::now();
         let mut skipped = 0usize;
-        let skip = |ds: &Dataset, index: u64, key: &str, why: &dyn std::fmt::Display| {
-            let (shard, record) = ds.locate(index).unwrap_or((usize::MAX, index));
-            let file = ds.manifest().shards.get(shard).map(|s| s.file.clone()).unwrap_or_default();
-            tracing::warn!(shard = %file, record, key, error = %why, "skipping record that failed to decode");
-        };
         // 1. Route each record: nvJPEG when its header says the GPU takes it, else decode now.
         let mut pending: Vec<Pending> = Vec::with_capacity(indices.len());
         for &index in indices {
@@ -118,59 +112,63 @@ impl DeviceLoader {
                 _ => None,
             };
             match gpu_size {
-                Some(size) => pending.push(Pending { index, rec, size, host: None, plan: None }),
+                Some(size) => pending.push(Pending { index, rec, size, host: None }),
                 None => match self.cpu_decode(&rec) {
-                    Ok(img) => pending.push(Pending { index, size: (img.width, img.height), rec, host: Some(img), plan: None }),
+                    Ok(img) => pending.push(Pending { index, size: (img.width, img.height), rec, host: Some(img) }),
                     Err(e) => {
-                        skip(ds, index, rec.key, &e);
+                        log_undecodable(ds, index, rec.key, &e);
                         skipped += 1;
                     }
                 },
             }
         }
-        // 2. One device buffer; nvJPEG fills its slots, CPU-decoded images are uploaded.
+        // 2. One device buffer; nvJPEG fills its slots, CPU-decoded images are uploaded; what
+        // nvJPEG rejects is decoded on the CPU, and what no decoder reads is left out.
         let sizes: Vec<(u32, u32)> = pending.iter().map(|p| p.size).collect();
         let pixels = batch_buffer(&sizes, self.device);
-        let gpu_slots: Vec<usize> = (0..pending.len()).filter(|&k| pending[k].host.is_none()).collect();
+        let mut keep = vec![true; pending.len()];
         if let Some(nv) = &mut self.nvjpeg {
-            let jpegs: Vec<(usize, &[u8])> = gpu_slots.iter().map(|&k| (k, pending[k].rec.bytes)).collect();
+            let jpegs: Vec<(usize, &[u8])> = (0..pending.len()).filter(|&k| pending[k].host.is_none()).map(|k| (k, pending[k].rec.bytes)).collect();
             let results = nv.decode_into(&jpegs, &pixels);
             self.stats.gpu_decoded.fetch_add(results.iter().filter(|r| r.is_ok()).count() as u64, Ordering::Relaxed);
             for ((k, _), r) in jpegs.iter().zip(results) {
-                if let Err(e) = r {
-                    tracing::debug!(key = pending[*k].rec.key, error = %e, "nvJPEG rejected a record; decoding it on the CPU");
-                    let rec = pending[*k].rec;
-                    pending[*k].host = Some(self.cpu_decode(&rec).unwrap_or_default());
+                let Err(e) = r else { continue };
+                let p = &pending[*k];
+                tracing::debug!(key = p.rec.key, error = %e, "nvJPEG rejected a record; decoding it on the CPU");
+                match self.cpu_decode(&p.rec) {
+                    Ok(img) if (img.width, img.height) == p.size => pending[*k].host = Some(img),
+                    Ok(img) => {
+                        let why = format!("decoded {}x{}, header says {}x{}", img.width, img.height, p.size.0, p.size.1);
+                        log_undecodable(ds, p.index, p.rec.key, &why);
+                        keep[*k] = false;
+                    }
+                    Err(e) => {
+                        log_undecodable(ds, p.index, p.rec.key, &e);
+                        keep[*k] = false;
+                    }
                 }
             }
         }
-        let mut alive = Vec::with_capacity(pending.len());
-        for (k, p) in pending.iter_mut().enumerate() {
-            if let Some(img) = &p.host {
-                if img.width == 0 || img.width != p.size.0 || img.height != p.size.1 {
-                    skip(ds, p.index, p.rec.key, &"no decoder could read it");
-                    skipped += 1;
-                    continue;
-                }
+        for (k, p) in pending.iter().enumerate() {
+            if let (true, Some(img)) = (keep[k], &p.host) {
                 let hwc = Tensor::from_slice(&img.pixels).view([img.height as i64, img.width as i64, 3]).permute([2, 0, 1]);
                 pixels.get(k as i64).narrow(1, 0, img.height as i64).narrow(2, 0, img.width as i64).copy_(&hwc.to_device(self.device));
                 self.stats.cpu_decoded.fetch_add(1, Ordering::Relaxed);
             }
-            p.plan = Some(plan_sample(pipeline, p.size.0, p.size.1, seed, epoch, p.index));
-            alive.push(k);
         }
-        let (pixels, pending) = if alive.len() < pending.len() {
-            let keep = Tensor::from_slice(&alive.iter().map(|&k| k as i64).collect::<Vec<_>>()).to_device(self.device);
-            let mut slots: Vec<Option<Pending>> = pending.into_iter().map(Some).collect();
-            (pixels.index_select(0, &keep), alive.iter().filter_map(|&k| slots[k].take()).collect::<Vec<_>>())
+        let (pixels, pending) = if keep.contains(&false) {
+            skipped += keep.iter().filter(|&&k| !k).count();
+            let alive: Vec<i64> = (0..keep.len()).filter(|&k| keep[k]).map(|k| k as i64).collect();
+            let pending: Vec<Pending> = pending.into_iter().zip(&keep).filter(|(_, &k)| k).map(|(p, _)| p).collect();
+            (pixels.index_select(0, &Tensor::from_slice(&alive).to_device(self.device)), pending)
         } else {
             (pixels, pending)
         };
         let decoded = DecodedBatch { pixels, sizes: pending.iter().map(|p| p.size).collect() };
         let t1 = Instant::now();
-        // 3. Every view slot, batched over the samples.
+        // 3. Every view slot, batched over the samples, from each sample's draws.
+        let plans: Vec<SamplePlan> = pending.iter().map(|p| plan_sample(pipeline, p.size.0, p.size.1, seed, epoch, p.index)).collect();
         let mut batch = Batch::empty(pipeline, number, 0);
-        let plans: Vec<&SamplePlan> = pending.iter().filter_map(|p| p.plan.as_ref()).collect();
         if !plans.is_empty() {
             for (slot, vb) in batch.views.iter_mut().enumerate() {
                 let spec = &pipeline.views[plans[0].views[slot].spec];
@@ -190,8 +188,6 @@ impl DeviceLoader {
         }
         batch.skipped = skipped;
         let s = &self.stats;
-        s.images.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        s.skipped.fetch_add(skipped as u64, Ordering::Relaxed);
         s.decode_ns.fetch_add((t1 - t0).as_nanos() as u64, Ordering::Relaxed);
         s.augment_ns.fetch_add(t1.elapsed().as_nanos() as u64, Ordering::Relaxed);
         batch
