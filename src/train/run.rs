@@ -24,7 +24,7 @@ use super::metrics::MetricsLog;
 use super::optim::Sgd;
 use super::precision::Precision;
 use crate::loader::rng::seed_of;
-use crate::dist::{self, sync, ProcessGroup, ReduceOp};
+use crate::dist::{self, sync, DistError, ProcessGroup, ReduceOp};
 use crate::loader::gpu::{run_device_epoch, DecodeMode, DeviceLoader};
 use crate::loader::{cpu_decoder_factory, run_epoch, LoaderConfig, Sampler, SamplerState};
 use crate::method::{self, EpochContext};
@@ -303,7 +303,7 @@ fn data_parallel_step(
     };
     let Some(g) = group else {
         let out = forward(method)?;
-        out.loss.backward();
+        out.loss.f_backward()?;
         return Ok(Some(out));
     };
     // DistributedDataParallel's broadcast_buffers: BatchNorm statistics follow rank 0
@@ -312,7 +312,9 @@ fn data_parallel_step(
         None
     } else {
         let out = forward(method)?;
-        out.loss.backward();
+        // the backward of a collective (SyncBatchNorm's, SimCLR's gathered projections) talks to
+        // the other ranks too: a dead one is an error naming this rank, not a panic
+        out.loss.f_backward().map_err(|e| DistError::Collective { rank: g.rank(), world: g.size(), op: "backward", message: e.to_string() })?;
         Some(out)
     };
     sync::average_gradients(g, opt.params().iter().chain(method.parameters()), sync::BUCKET_BYTES)?;
