@@ -24,6 +24,11 @@ fn compare(x: &[f32], d: usize, cfg: &KMeansConfig) -> (f64, f64, f64) {
     // The reported inertia is the sum of the returned distances.
     let s: f64 = t.distances.iter().map(|&v| v as f64).sum();
     assert!((s - t.inertia).abs() <= 1e-6 * s);
+    // One objective per iteration on both sides, falling as Lloyd's iterations do.
+    for r in [&f, &t] {
+        assert_eq!(r.objective.len(), cfg.niter);
+        assert!(r.objective[cfg.niter - 1] < r.objective[0], "objective did not fall: {:?}", r.objective);
+    }
     (ratio, nmi, f.inertia)
 }
 
@@ -36,6 +41,14 @@ fn torch_kmeans_matches_faiss_on_mnist_pca() {
     for (k, nredo, mpc) in [(10, 1, 100_000), (100, 2, 100_000), (200, 1, 39)] {
         let cfg = KMeansConfig { k, niter: 20, nredo, seed: 7, max_points_per_centroid: mpc, ..KMeansConfig::default() };
         let (ratio, nmi, fi) = compare(&x, 50, &cfg);
+        if nredo == 1 {
+            // Same start and the same Lloyd steps: the two objective curves coincide.
+            let f = kmeans(&x, 50, &cfg, Backend::Faiss).unwrap().objective;
+            let t = kmeans(&x, 50, &cfg, Backend::Torch).unwrap().objective;
+            for (i, (a, b)) in f.iter().zip(&t).enumerate() {
+                assert!((a - b).abs() <= 1e-3 * a, "k={k} iteration {i}: faiss {a} vs tch {b}");
+            }
+        }
         println!("same start, k={k} nredo={nredo} max_pts/centroid={mpc}: inertia tch/faiss = {ratio:.6} (faiss {fi:.1}), NMI(tch, faiss) = {nmi:.4}");
         results.push((k, ratio, nmi));
     }

@@ -138,12 +138,38 @@ pub fn faiss_kmeans(x: &[f32], d: usize, cfg: &KMeansConfig) -> Result<KMeansRes
     let mut index = FlatIndexImpl::new_l2(d as u32)?;
     clustering.train(x, &mut index)?;
     let centroids: Vec<f32> = clustering.centroids()?.concat();
-    let objective = clustering.iteration_stats().iter().map(|s| s.obj() as f64).collect();
-    let splits = clustering.iteration_stats().iter().map(|s| s.nsplit().max(0) as usize).sum();
+    let stats = iteration_stats(&clustering);
+    let objective = stats.iter().map(|s| s.obj as f64).collect();
+    let splits = stats.iter().map(|s| s.nsplit.max(0) as usize).sum();
     let (labels, distances) = faiss_assign(x, d, &centroids)?;
     debug_assert_eq!(labels.len(), n);
     let inertia = distances.iter().map(|&v| v as f64).sum();
     Ok(KMeansResult { k: cfg.k, d, centroids, labels, distances, inertia, objective, splits })
+}
+
+/// faiss' `ClusteringIterationStats` (faiss/Clustering.h), field for field.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // every field mirrored: the layout must match
+struct IterationStats {
+    obj: f32,
+    time: f64,
+    time_search: f64,
+    imbalance_factor: f64,
+    nsplit: i32,
+}
+
+/// The per-iteration stats of a trained `Clustering`. The faiss crate's own slice types its
+/// elements as zero-sized, so every element of it reads the first iteration; only its pointer
+/// and length are used here, with the C layout above.
+fn iteration_stats(clustering: &Clustering) -> Vec<IterationStats> {
+    let raw = clustering.iteration_stats();
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    // SAFETY: faiss returns `iteration_stats.data()` and `.size()` of a std::vector of the C struct
+    // mirrored by `IterationStats`; the vector lives as long as `clustering`, which outlives `raw`.
+    unsafe { std::slice::from_raw_parts(raw.as_ptr() as *const IterationStats, raw.len()) }.to_vec()
 }
 
 /// `seed` folded into the non-negative range of faiss' `int` seed (identity below 2^31 − 1).
