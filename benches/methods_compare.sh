@@ -6,7 +6,7 @@
 # $OUT/methods.json and prints a Markdown table: kNN / NMI of the random network and after the
 # last epoch, seconds per epoch (training only, this machine, one run).
 #
-#   benches/methods_compare.sh [METHOD...]     (default: all)
+#   benches/methods_compare.sh [RUN...]     (default: all; a RUN is METHOD or METHOD@VARIANT)
 #   env: OUT (default /tmp/silt-methods), EPOCHS (5), TRAIN_N (5000), TEST_N (1000), BATCH (128)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,28 +22,34 @@ done
 
 # Per-method settings for a 5k-image CPU run (upstream defaults are for ImageNet on 8 GPUs):
 # learning rates a small network tolerates at batch 128, queues/banks/windows sized to the data.
+# METHOD@upstream runs keep what upstream does where the short-run setting departs from it
+# (SimCLR without LARS, InstDisc/PIC with random bank/classifier rows), for comparison.
 declare -A EXTRA=(
   [deepcluster]="--k 100 --dim-pca 64 --lr 0.05"
   [rotnet]="--lr 0.05 --schedule constant"
   [deepercluster]="--k 100 --super-classes 4 --dim-pca 64 --lr 0.05 --reassignment 1"
   [sela]="--lr 0.05 --hc 2 --ncl 100 --nopts 20"
   [moco-v2]="--moco-k 4096 --moco-m 0.99 --bn-splits 1 --lr 0.06"
-  [simclr]="--temperature 0.5 --lr 0.3"
-  [instdisc]="--nce-k 0 --temperature 0.1 --lr 0.03"
-  [pic]="--lr 0.03 --schedule constant --mlp-hidden 512"
+  [simclr]="--temperature 0.5 --lars --lr 1.0"
+  [simclr@upstream]="--temperature 0.5 --lr 0.3"
+  [instdisc]="--nce-k 0 --temperature 0.1 --lr 0.03 --bank-init features"
+  [instdisc@upstream]="--nce-k 0 --temperature 0.1 --lr 0.03"
+  [pic]="--lr 0.03 --schedule constant --mlp-hidden 512 --bank-init features"
+  [pic@upstream]="--lr 0.03 --schedule constant --mlp-hidden 512"
 )
-METHODS=("$@")
-[ ${#METHODS[@]} -gt 0 ] || METHODS=(deepcluster rotnet deepercluster sela moco-v2 simclr instdisc pic)
-for m in "${METHODS[@]}"; do
-  if ! ops/silt train --help | grep -q "$m"; then echo "skipping $m: this build has no such method"; continue; fi
-  rm -rf "$OUT/runs/$m"
-  echo "== $m: ${EXTRA[$m]:-}"
+RUNS=("$@")
+[ ${#RUNS[@]} -gt 0 ] || RUNS=(deepcluster rotnet deepercluster sela moco-v2 simclr simclr@upstream instdisc instdisc@upstream pic pic@upstream)
+for r in "${RUNS[@]}"; do
+  m="${r%%@*}"
+  if ! ops/silt train --help | grep -q "$m"; then echo "skipping $r: this build has no such method"; continue; fi
+  rm -rf "$OUT/runs/$r"
+  echo "== $r: ${EXTRA[$r]:-}"
   # shellcheck disable=SC2086
-  ops/silt train "$OUT/fashion-train" --method "$m" --run-dir "$OUT/runs/$m" --epochs "$EPOCHS" --batch-size "$BATCH" \
+  ops/silt train "$OUT/fashion-train" --method "$m" --run-dir "$OUT/runs/$r" --epochs "$EPOCHS" --batch-size "$BATCH" \
     --arch small --crop 28 --min-scale 0.3 --eval-data "$OUT/fashion-t10k" --checkpoint-every 0 --log-every 10 \
-    --workers 2 --seed 31 ${EXTRA[$m]:-} >/dev/null
+    --workers 2 --seed 31 ${EXTRA[$r]:-} >/dev/null
 done
-"$SILT_PYTHON" - "$OUT" "${METHODS[@]}" <<'PY'
+"$SILT_PYTHON" - "$OUT" "${RUNS[@]}" <<'PY'
 import json, os, sys
 out, methods = sys.argv[1], sys.argv[2:]
 rows = []

@@ -220,14 +220,13 @@ fn last_epoch_mean(steps: &[(f64, f64)], per_epoch: usize) -> (f64, f64) {
 }
 
 /// What these short CPU runs show (measured; each test prints its figures): every method learns its
-/// pretext task far above chance, but ~30 steps of the small CNN do not beat the kNN accuracy of
-/// the random network's features (0.622 on these shards; after 2-3 epochs MoCo v2 0.59, SimCLR
-/// 0.61, InstDisc 0.54). The learned features dip in the first epochs and climb back over many
-/// more steps — a PyTorch transcription of the same SimCLR run does the same — and InstDisc's
-/// full softmax stays at chance (ln N) here, in silt and in that PyTorch transcription alike. So
-/// what is asserted is the pretext task, and that the trunk's features stay far above chance
-/// (0.1): no collapse. The margin over the random network takes longer: see
-/// `moco_v2_beats_random_init_in_ten_epochs` (ignored by default, ~2 minutes).
+/// pretext task far above chance within ~30 steps, but with upstream's defaults the trunk's kNN
+/// accuracy first dips below the random network's (0.622 on these shards; after 2-3 epochs MoCo v2
+/// 0.59, SimCLR with plain SGD 0.61) and climbs back over more steps — a PyTorch transcription of
+/// the same SimCLR run does the same. So the pretext tests assert the pretext task and no collapse
+/// (kNN far above chance 0.1); the `*_beats_random_init` tests assert the margin with the settings
+/// that reach it in a short run: SimCLR with LARS (its upstream optimiser), InstDisc with the bank
+/// started from the network's features, MoCo v2 over ten epochs (ignored by default).
 const KNN_FLOOR: f64 = 0.45;
 
 #[test]
@@ -254,13 +253,35 @@ fn simclr_short_run_learns_instance_discrimination() {
     assert!(knn.iter().all(|&a| a > KNN_FLOOR), "kNN {knn:?}");
 }
 
+/// The kNN top-1 after the last epoch beats the random network's by `margin`.
+fn assert_beats_random(method: &str, knn: &[f64], margin: f64) {
+    let (random, last) = (knn[0], knn[knn.len() - 1]);
+    eprintln!("{method}: kNN top-1 {last:.3} vs random init {random:.3} ({:+.3})", last - random);
+    assert!(last > random + margin, "{method}: kNN {last} vs random {random}");
+}
+
+/// InstDisc, full softmax over the bank (lemniscate's CIFAR setting). With the upstream random
+/// bank the first pass pulls every image towards a random row and the features fall to chance
+/// (loss ln N: 0.673 -> 0.559 after 15 epochs of 5,000 images); with the bank started from the
+/// untrained network's features the positives are meaningful from the first step. The features
+/// still dip in the first epoch and need ~150 steps to pass the random network's (on 2,000
+/// images, 6 epochs, 96 steps: 0.592 vs 0.622), hence 5,000 images for 10 epochs here.
 #[test]
-fn instdisc_short_run_full_softmax() {
-    let (knn, steps) = short_run("instdisc", &["--epochs", "3", "--batch-size", "125", "--nce-k", "0", "--temperature", "0.1", "--min-scale", "0.3"]);
-    let chance = (TRAIN_IMAGES as f64).ln();
-    let (loss, acc) = last_epoch_mean(&steps, 16);
+fn instdisc_with_feature_initialised_bank_beats_random_init() {
+    let n = 5000;
+    let (knn, steps) = run_on("instdisc", n, 1000, &["--epochs", "10", "--batch-size", "125", "--nce-k", "0", "--temperature", "0.1", "--lr", "0.03", "--min-scale", "0.3", "--bank-init", "features"]);
+    let chance = (n as f64).ln();
+    let (loss, acc) = last_epoch_mean(&steps, n / 125);
     eprintln!("instdisc: last epoch softmax loss {loss:.3} (chance ln N = {chance:.3}), own index top-1 {acc:.3}");
-    assert!(knn.iter().all(|&a| a > KNN_FLOOR), "kNN {knn:?}");
+    assert!(loss < chance - 0.5, "loss {loss} not below ln N {chance}");
+    assert_beats_random("instdisc --bank-init features", &knn, 0.02);
+}
+
+/// SimCLR with LARS, as SimCLR trains (lr 1.0 x B/256, T 0.5 as its CIFAR runs).
+#[test]
+fn simclr_with_lars_beats_random_init() {
+    let (knn, _) = short_run("simclr", &["--epochs", "3", "--batch-size", "125", "--temperature", "0.5", "--lars", "--lr", "1.0", "--min-scale", "0.3"]);
+    assert_beats_random("simclr --lars", &knn, 0.02);
 }
 
 /// The margin over the random network: MoCo v2 (plain BN, K 4096, m 0.99) for 10 epochs of 4000
@@ -270,8 +291,6 @@ fn instdisc_short_run_full_softmax() {
 fn moco_v2_beats_random_init_in_ten_epochs() {
     let extra = ["--epochs", "10", "--batch-size", "128", "--moco-k", "4096", "--moco-m", "0.99", "--bn-splits", "1", "--lr", "0.06", "--min-scale", "0.3"];
     let (knn, _) = run_on("moco-v2", 4000, 1000, &extra);
-    let (random, last) = (knn[0], knn[knn.len() - 1]);
-    eprintln!("moco-v2, 10 epochs: kNN top-1 {last:.3} vs random init {random:.3} ({:+.3})", last - random);
-    assert!(last > random + 0.02, "kNN {last} vs random {random}");
+    assert_beats_random("moco-v2, 10 epochs", &knn, 0.02);
 }
 

@@ -2,7 +2,7 @@
 //! InstDisc, SeLa, PIC) on a shard dataset. Re-running with the same `--run-dir` resumes from its
 //! latest checkpoint.
 
-use crate::method::contrastive::{default_temperature, ContrastiveConfig};
+use crate::method::contrastive::{default_temperature, BankInit, ContrastiveConfig};
 use crate::loader::gpu::DecodeMode;
 use crate::loader::CacheMode;
 use crate::method::pic::{default_small_crop, window_epochs, PicConfig};
@@ -209,6 +209,10 @@ pub struct ContrastiveArgs {
     /// InstDisc: momentum of the memory-bank update (upstream 0.5).
     #[arg(long, default_value_t = 0.5)]
     pub nce_m: f64,
+    /// InstDisc's memory bank / PIC's classifier rows: random (upstream) or the untrained network's
+    /// normalised features of each image (one eval pass before the first epoch; short runs).
+    #[arg(long, value_enum, default_value_t = BankInit::Random)]
+    pub bank_init: BankInit,
     /// SimCLR: LARS on trunk and head (momentum = --momentum; biases and BN excluded from weight
     /// decay and adaptation), as SimCLR trains by default.
     #[arg(long)]
@@ -400,6 +404,7 @@ impl TrainArgs {
                     aug_plus: c.aug_plus || v2,
                     nce_k: c.nce_k,
                     nce_m: c.nce_m,
+                    bank_init: c.bank_init,
                     lars: c.lars,
                     lars_eta: c.lars_eta,
                 }

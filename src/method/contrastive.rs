@@ -43,6 +43,8 @@ pub struct ContrastiveConfig {
     pub nce_k: usize,
     /// InstDisc: memory-bank momentum (`--nce-m`).
     pub nce_m: f64,
+    /// InstDisc's memory bank and PIC's classifier: how their per-image rows start.
+    pub bank_init: BankInit,
     /// SimCLR: LARS (trust ratio on every weight matrix; BN and biases excluded).
     pub lars: bool,
     /// LARS trust coefficient η (SimCLR 0.001).
@@ -61,10 +63,32 @@ impl Default for ContrastiveConfig {
             aug_plus: false,
             nce_k: 4096,
             nce_m: 0.5,
+            bank_init: BankInit::Random,
             lars: false,
             lars_eta: 0.001,
         }
     }
+}
+
+/// How the one-row-per-image tables (InstDisc's memory bank, PIC's classifier) start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BankInit {
+    /// Upstream: random rows (InstDisc uniform in ±1/√(dim/3), PIC N(0, 0.01²)).
+    Random,
+    /// Each row is the L2-normalised head output of the untrained network on its image (eval
+    /// view), so the first epoch's positives already match their images instead of noise.
+    Features,
+}
+
+/// Row i = normalise(head(trunk(image i))) in eval mode for the run's records (shared out over
+/// the ranks like any feature snapshot); rows of records that failed to decode keep `random`'s.
+pub fn feature_rows(ctx: &crate::method::EpochContext, head: &Projection, random: Tensor) -> crate::train::error::Result<Tensor> {
+    let trunk = ctx.trunk;
+    let fs = crate::train::features::extract_with(ctx.ds, ctx.records, &ctx.extract, &|x| l2_normalize(&head.forward_t(&trunk.forward_t(x, false), false)))?;
+    let device = random.device();
+    let valid = Tensor::from_slice(&fs.valid).to_device(device).unsqueeze(1);
+    Ok(fs.features.to_device(device).where_self(&valid, &random))
 }
 
 /// The temperature each method uses upstream.

@@ -7,7 +7,7 @@
 //! softmax over the whole bank (LinearAverage + cross-entropy). After each step the batch's rows
 //! move towards its features: V_i ← normalise(m·V_i + (1 − m)·f_i), m = `--nce-m` 0.5.
 
-use super::contrastive::{bank_softmax, contrastive_pipeline, gather_from_ranks, l2_normalize, nce_loss, nce_probs, sample_noise, top1, HeadKind, MemoryBank};
+use super::contrastive::{bank_softmax, feature_rows, BankInit, contrastive_pipeline, gather_from_ranks, l2_normalize, nce_loss, nce_probs, sample_noise, top1, HeadKind, MemoryBank};
 use super::{saved, EpochContext, Method, StepOutput};
 use crate::loader::presets::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::loader::rng::seed_of;
@@ -60,7 +60,11 @@ impl Method for InstDisc {
     fn begin_epoch(&mut self, ctx: &mut EpochContext, _restored: bool) -> Result<SamplerKind> {
         if self.bank.as_ref().is_none_or(|b| b.len() as u64 != ctx.records) {
             tch::manual_seed(seed_of(&[self.cfg.seed, 0x1D1]) as i64 & i64::MAX);
-            self.bank = Some(MemoryBank::new(ctx.records as i64, self.cfg.contrastive.dim, self.cfg.contrastive.nce_m, self.device));
+            let mut bank = MemoryBank::new(ctx.records as i64, self.cfg.contrastive.dim, self.cfg.contrastive.nce_m, self.device);
+            if self.cfg.contrastive.bank_init == BankInit::Features {
+                bank.bank = feature_rows(ctx, &self.head, bank.bank)?;
+            }
+            self.bank = Some(bank);
             self.z = None;
         }
         Ok(super::instance_sampler(ctx))
