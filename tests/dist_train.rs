@@ -29,10 +29,10 @@ fn run_ranks(world: usize, a: &[String], logs: &Path) {
     }
 }
 
-/// The trunk's tensors (and InstDisc's memory bank) of a run's last checkpoint.
+/// The trunk's tensors (and InstDisc's memory bank, PIC's classifier) of a run's last checkpoint.
 fn trunk(run: &Path) -> Vec<(String, tch::Tensor)> {
     let ck = silt::train::checkpoint::load(run).unwrap();
-    let mut v: Vec<(String, tch::Tensor)> = ck.tensors.into_iter().filter(|(k, _)| k.starts_with("trunk.") || k == "method.memory").collect();
+    let mut v: Vec<(String, tch::Tensor)> = ck.tensors.into_iter().filter(|(k, _)| k.starts_with("trunk.") || k == "method.memory" || k == "method.W").collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
@@ -166,6 +166,14 @@ fn instdisc_banks_receive_every_ranks_rows() {
     // would differ by O(1)). The softmax at τ 0.07 amplifies rounding: the gradients of one step
     // already differ by ~1e-3, the weights after 10 steps by ~8e-3 (measured).
     same_weights_as_one_big_batch("instdisc", 2, 32, 1.5e-2, &["--epochs", "2", "--max-steps", "10", "--nce-k", "0"]);
+}
+
+#[test]
+fn pic_sampled_negatives_span_every_ranks_batch() {
+    // --negatives 64: each step softmaxes over both ranks' 32 + 32 records and the 64 most recent
+    // ones, as one process with the 64-image batch does; W (its lazily stepped rows included) and
+    // the trunk end alike. Every rank reads every shard (cache-mode full), as the one process does.
+    same_weights_as_one_big_batch("pic", 2, 32, 1e-2, &["--epochs", "1", "--max-steps", "8", "--negatives", "64", "--cache-mode", "full"]);
 }
 
 #[test]

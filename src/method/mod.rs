@@ -84,6 +84,20 @@ pub trait Method {
     /// broadcast them from rank 0 after `begin_epoch` and average their gradients every step.
     fn parameters(&self) -> &[Tensor];
 
+    /// Called before every step, on every rank, also when this rank's batch is empty (its step is
+    /// then skipped): for a method whose step depends on the other ranks' batches (PIC's sampled
+    /// softmax takes every rank's records as classes). The default does nothing.
+    fn plan_step(&mut self, _batch: &Batch, _device: Device) -> Result<()> {
+        Ok(())
+    }
+
+    /// Tensors of the current step that receive a gradient but are not parameters (PIC's sampled
+    /// rows of W); data-parallel runs average their gradients with the parameters'. Every rank
+    /// must return the same shapes.
+    fn step_leaves(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+
     /// Tensors (heads, optimiser buffers, pseudo-labels) and small JSON state for a checkpoint.
     fn state(&self) -> (Vec<(String, Tensor)>, serde_json::Value);
     fn load_state(&mut self, tensors: &HashMap<String, Tensor>, json: &serde_json::Value) -> Result<()>;

@@ -28,7 +28,11 @@
 //! O((B + K)·dim) instead of O(N·dim). Rows outside the softmax get no gradient; with weight
 //! decay and momentum they would still move, so when a row enters the softmax again it first
 //! receives the skipped momentum + weight-decay steps in closed form ([`LazyRowSgd`]; equal to
-//! stepping every row every step, tested in tests/method_pic.rs).
+//! stepping every row every step, tested in tests/method_pic.rs). In a data-parallel run the
+//! ranks gather each other's batch indices before the step ([`Method::plan_step`]): every rank
+//! softmaxes over the same classes (all ranks' records, then the recent ones), the gradients of
+//! those rows are averaged with the parameters', and every rank's records enter the FIFO — what
+//! one process with the concatenated batch does.
 //!
 //! Deviations: the trunk is silt's (`--arch`; PIC's ResNets zero-init the last BN γ of each block,
 //! silt's do not); the head sees ReLU(features) as every silt projection head does (a no-op on
@@ -39,7 +43,7 @@
 //! end of one permutation continues into the next (freshly shuffled) one instead of wrapping
 //! into the same permutation's head.
 
-use super::contrastive::{contrastive_pipeline, l2_normalize, top1, HeadKind, Projection};
+use super::contrastive::{contrastive_pipeline, feature_rows, l2_normalize, top1, BankInit, HeadKind, Projection};
 use super::{saved, EpochContext, Method, StepOutput};
 use crate::loader::presets::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::loader::rng::seed_of;
@@ -146,13 +150,23 @@ pub fn sampled_classes(batch: &[i64], recent: &[i64]) -> (Vec<i64>, Vec<i64>) {
     (classes, targets)
 }
 
-/// The sampled-softmax state: which rows the current step uses (as a leaf copy that receives
-/// their gradient), the lazy optimiser of W and the FIFO of recently visited records.
+/// The sampled-softmax state: the lazy optimiser of W, the FIFO of recently visited records and
+/// the current step's plan.
 struct Sampled {
     opt: LazyRowSgd,
     recent: Vec<i64>,
     ptr: usize,
-    pending: Option<(Vec<i64>, Tensor, Vec<i64>)>,
+    pending: Option<StepPlan>,
+}
+
+/// One step of the sampled softmax, the same on every rank: the classes (every rank's batch in
+/// rank order, then the recent records), their rows of W as a leaf that receives the gradient,
+/// this rank's targets among them, and every rank's records for the FIFO.
+struct StepPlan {
+    classes: Vec<i64>,
+    w_sub: Tensor,
+    targets: Vec<i64>,
+    batch: Vec<i64>,
 }
 
 pub struct Pic {
@@ -250,7 +264,10 @@ impl Method for Pic {
             Some(_) => {}
             None => {
                 tch::manual_seed(seed_of(&[self.cfg.seed, 0x91D]) as i64 & i64::MAX);
-                let w = Tensor::randn([ctx.records as i64, self.cfg.contrastive.dim], (Kind::Float, self.device)) * 0.01;
+                let mut w = Tensor::randn([ctx.records as i64, self.cfg.contrastive.dim], (Kind::Float, self.device)) * 0.01;
+                if self.cfg.contrastive.bank_init == BankInit::Features {
+                    w = feature_rows(ctx, &self.head, w)?;
+                }
                 self.install(w);
             }
         }
@@ -276,13 +293,9 @@ impl Method for Pic {
                 (loss, logits, t)
             }
             Some(s) => {
-                let (classes, pos) = sampled_classes(&y, &s.recent);
-                s.opt.catch_up(&w, &classes);
-                let idx = Tensor::from_slice(&classes).to_device(device);
-                let w_sub = w.index_select(0, &idx).detach().set_requires_grad(true);
-                let t = Tensor::from_slice(&pos).to_device(device);
-                let (loss, logits) = pic_loss(&large, &small, &w_sub, &t, self.cfg.contrastive.temperature);
-                s.pending = Some((classes, w_sub, y));
+                let plan = s.pending.as_ref().ok_or_else(|| TrainError::Config("pic --negatives: step without plan_step".into()))?;
+                let t = Tensor::from_slice(&plan.targets).to_device(device);
+                let (loss, logits) = pic_loss(&large, &small, &plan.w_sub, &t, self.cfg.contrastive.temperature);
                 (loss, logits, t)
             }
         };
@@ -294,16 +307,45 @@ impl Method for Pic {
         self.head_opt.params()
     }
 
+    /// With `--negatives`: gathers every rank's batch (rank order), so that every rank softmaxes
+    /// over the same classes — those of one process with the concatenated batch — brings their
+    /// rows up to date and takes them as this step's leaf.
+    fn plan_step(&mut self, batch: &Batch, device: Device) -> Result<()> {
+        let (Some(s), Some(w)) = (self.sampled.as_mut(), self.w.as_ref()) else {
+            return Ok(());
+        };
+        let local: Vec<i64> = batch.indices.iter().map(|&i| i as i64).collect();
+        let (all, offset) = match crate::dist::world() {
+            None => (local.clone(), 0),
+            Some(g) => {
+                let parts = g.all_gather_varying(&Tensor::from_slice(&local))?;
+                let offset = parts[..g.rank()].iter().map(|p| p.size()[0] as usize).sum::<usize>();
+                (Vec::<i64>::try_from(Tensor::cat(&parts, 0))?, offset)
+            }
+        };
+        let (classes, positions) = sampled_classes(&all, &s.recent);
+        s.opt.catch_up(w, &classes);
+        let idx = Tensor::from_slice(&classes).to_device(device);
+        let w_sub = w.index_select(0, &idx).detach().set_requires_grad(true);
+        let targets = positions[offset..offset + local.len()].to_vec();
+        s.pending = Some(StepPlan { classes, w_sub, targets, batch: all });
+        Ok(())
+    }
+
+    fn step_leaves(&self) -> Vec<Tensor> {
+        self.sampled.as_ref().and_then(|s| s.pending.as_ref()).map(|p| vec![p.w_sub.shallow_clone()]).unwrap_or_default()
+    }
+
     fn update(&mut self, lr: f64) {
         self.head_opt.step(lr);
         if let (Some(s), Some(w)) = (self.sampled.as_mut(), self.w.as_ref()) {
-            if let Some((classes, w_sub, y)) = s.pending.take() {
+            if let Some(StepPlan { classes, w_sub, batch, .. }) = s.pending.take() {
                 let g = w_sub.grad();
                 let g = if g.defined() { g } else { w_sub.zeros_like() };
                 s.opt.step(w, &classes, &g, lr);
                 // The batch joins the FIFO of recent instances (MoCo's queue, of row indices).
                 let k = s.recent.len();
-                for &r in y.iter().skip(y.len().saturating_sub(k)) {
+                for &r in batch.iter().skip(batch.len().saturating_sub(k)) {
                     s.recent[s.ptr] = r;
                     s.ptr = (s.ptr + 1) % k;
                 }
