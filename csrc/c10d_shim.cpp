@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -249,6 +250,161 @@ at::Tensor* silt_c10d_all_gather_autograd(silt_pg* g, const at::Tensor* in) {
     fail("all_gather_autograd", e);
     return nullptr;
   }
+}
+
+}  // extern "C"
+
+// ---------------------------------------------------------------------------------------------
+// Gradient reducer that overlaps the all-reduce with backward (DistributedDataParallel's
+// Reducer, reduced to what silt needs). Parameters are laid out in buckets of about
+// `bucket_bytes`, in reverse order (the last layers' gradients arrive first). A hook on each
+// parameter copies its gradient into its bucket; a bucket whose gradients are all there is sent
+// at once — strictly in bucket order, so every rank issues the same collectives in the same
+// order — while backward goes on. finish() sends what is left (gradients that never arrived are
+// zeros: unused parameters, or a rank whose batch was empty), waits, and writes the averages
+// into the parameters' .grad.
+struct silt_reducer {
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  std::vector<at::Tensor> params;
+  std::vector<std::vector<size_t>> buckets;  // parameter indices per bucket
+  std::vector<size_t> bucket_of, offset_of;  // per parameter
+  std::vector<at::Tensor> flats;             // one flat buffer per bucket
+  std::vector<size_t> pending;               // per bucket: gradients still missing this step
+  std::vector<bool> arrived;                 // per parameter
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  std::vector<unsigned> hooks;
+  size_t next = 0;          // first bucket not yet sent
+  size_t sent_early = 0;    // buckets sent from a hook (during backward) in this step
+  bool armed = false;       // hooks act only between prepare() and finish()
+  std::string error;        // a failure inside a hook, reported by finish()
+  std::mutex m;
+
+  void send_ready() {
+    while (next < buckets.size() && pending[next] == 0) {
+      std::vector<at::Tensor> v{flats[next]};
+      works.push_back(pg->allreduce(v));
+      ++next;
+    }
+  }
+
+  void on_grad(size_t i, const at::Tensor& grad) {
+    std::lock_guard<std::mutex> lock(m);
+    if (!armed || arrived[i] || !error.empty()) return;
+    try {
+      size_t b = bucket_of[i];
+      flats[b].narrow(0, offset_of[i], params[i].numel()).copy_(grad.reshape({-1}));
+      arrived[i] = true;
+      --pending[b];
+      size_t before = next;
+      send_ready();
+      sent_early += next - before;
+    } catch (const std::exception& e) {
+      error = std::string("reducer hook: ") + e.what();
+    }
+  }
+};
+
+extern "C" {
+
+silt_reducer* silt_reducer_new(silt_pg* g, at::Tensor** ps, size_t n, size_t bucket_bytes) {
+  try {
+    auto* r = new silt_reducer();
+    r->pg = g->pg;
+    for (size_t i = 0; i < n; ++i) r->params.push_back(*ps[i]);
+    r->bucket_of.resize(n);
+    r->offset_of.resize(n);
+    r->arrived.assign(n, false);
+    size_t bytes = 0;
+    for (size_t k = n; k-- > 0;) {
+      const at::Tensor& p = r->params[k];
+      bool fresh = r->buckets.empty() || bytes >= bucket_bytes ||
+                   r->params[r->buckets.back().front()].scalar_type() != p.scalar_type();
+      if (fresh) {
+        r->buckets.emplace_back();
+        bytes = 0;
+      }
+      r->bucket_of[k] = r->buckets.size() - 1;
+      size_t offset = 0;
+      for (size_t j : r->buckets.back()) offset += r->params[j].numel();
+      r->offset_of[k] = offset;
+      r->buckets.back().push_back(k);
+      bytes += p.numel() * p.element_size();
+    }
+    for (auto& b : r->buckets) {
+      int64_t numel = 0;
+      for (size_t j : b) numel += r->params[j].numel();
+      r->flats.push_back(at::zeros({numel}, r->params[b.front()].options().requires_grad(false)));
+    }
+    for (size_t i = 0; i < n; ++i) {
+      r->hooks.push_back(r->params[i].register_hook([r, i](at::Tensor grad) { r->on_grad(i, grad); }));
+    }
+    return r;
+  } catch (const std::exception& e) {
+    fail("reducer", e);
+    return nullptr;
+  }
+}
+
+size_t silt_reducer_buckets(silt_reducer* r) { return r->buckets.size(); }
+
+// Arms the hooks for one step's backward.
+int silt_reducer_prepare(silt_reducer* r) {
+  std::lock_guard<std::mutex> lock(r->m);
+  try {
+    for (auto& f : r->flats) f.zero_();
+    r->pending.clear();
+    for (auto& b : r->buckets) r->pending.push_back(b.size());
+    r->arrived.assign(r->params.size(), false);
+    r->works.clear();
+    r->next = 0;
+    r->sent_early = 0;
+    r->error.clear();
+    r->armed = true;
+    return 0;
+  } catch (const std::exception& e) {
+    return fail("reducer prepare", e);
+  }
+}
+
+// Sends the buckets still waiting (missing gradients count as zeros), waits for all, and sets
+// every parameter's .grad to the average over the ranks. Returns the number of buckets that
+// were sent during backward through *sent_early.
+int silt_reducer_finish(silt_reducer* r, size_t* sent_early) {
+  std::lock_guard<std::mutex> lock(r->m);
+  r->armed = false;
+  try {
+    if (!r->error.empty()) throw std::runtime_error(r->error);
+    *sent_early = r->sent_early;
+    for (auto& p : r->pending) p = 0;
+    r->send_ready();
+    for (auto& w : r->works) w->wait();
+    double world = static_cast<double>(r->pg->getSize());
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < r->params.size(); ++i) {
+      at::Tensor& p = r->params[i];
+      at::Tensor avg = r->flats[r->bucket_of[i]].narrow(0, r->offset_of[i], p.numel()).view(p.sizes()) / world;
+      at::Tensor& grad = p.mutable_grad();
+      if (grad.defined()) {
+        grad.copy_(avg);
+      } else {
+        grad = avg.clone();
+      }
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    return fail("all_reduce", e);
+  }
+}
+
+void silt_reducer_free(silt_reducer* r) {
+  if (!r) return;
+  for (size_t i = 0; i < r->params.size(); ++i) {
+    try {
+      r->params[i].remove_hook(r->hooks[i]);
+    } catch (...) {
+    }
+  }
+  delete r;
 }
 
 void silt_c10d_free(silt_pg* g) {

@@ -9,6 +9,11 @@ pub struct RawGroup {
 }
 
 #[repr(C)]
+pub struct RawReducer {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
 pub struct RawWork {
     _private: [u8; 0],
 }
@@ -29,6 +34,11 @@ extern "C" {
     pub fn silt_c10d_barrier(g: *mut RawGroup) -> c_int;
     pub fn silt_c10d_all_gather_autograd(g: *mut RawGroup, input: *const C_tensor) -> *mut C_tensor;
     pub fn silt_c10d_free(g: *mut RawGroup);
+    pub fn silt_reducer_new(g: *mut RawGroup, ps: *const *mut C_tensor, n: usize, bucket_bytes: usize) -> *mut RawReducer;
+    pub fn silt_reducer_buckets(r: *mut RawReducer) -> usize;
+    pub fn silt_reducer_prepare(r: *mut RawReducer) -> c_int;
+    pub fn silt_reducer_finish(r: *mut RawReducer, sent_early: *mut usize) -> c_int;
+    pub fn silt_reducer_free(r: *mut RawReducer);
 }
 
 /// The shim's message for the last failure on this thread.

@@ -114,11 +114,15 @@ impl ProcessGroup {
         &self.name
     }
 
-    fn error(&self, op: &'static str, message: String) -> DistError {
+    pub(super) fn raw(&self) -> *mut ffi::RawGroup {
+        self.raw
+    }
+
+    pub(super) fn error(&self, op: &'static str, message: String) -> DistError {
         DistError::Collective { rank: self.rank, world: self.size, op, message }
     }
 
-    fn check(&self, rc: c_int, op: &'static str) -> Result<()> {
+    pub(super) fn check(&self, rc: c_int, op: &'static str) -> Result<()> {
         if rc == 0 {
             Ok(())
         } else {

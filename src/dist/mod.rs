@@ -8,6 +8,7 @@
 //! - [`group`]: a process group and its collectives (all-reduce, broadcast, all-gather also of
 //!   unequal parts, reduce-scatter, barrier, an autograd-aware all-gather, sub-groups);
 //! - [`sync`]: DistributedDataParallel's part: broadcast weights, average gradients in buckets;
+//! - [`reducer`]: the trunk's gradient averaging overlapped with backward (hooks in the shim);
 //! - [`sync_bn`]: SyncBatchNorm for the models' BatchNorm layers.
 //!
 //! Like `torch.distributed`'s default group, the job's group is process-wide
@@ -18,6 +19,7 @@ pub mod error;
 mod ffi;
 pub mod group;
 pub mod launch;
+pub mod reducer;
 pub mod selftest;
 pub mod sync;
 pub mod sync_bn;

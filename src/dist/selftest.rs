@@ -5,6 +5,7 @@
 use super::error::Result;
 use super::group::{ProcessGroup, ReduceOp};
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -23,7 +24,7 @@ fn check(name: &'static str, got: &Tensor, want: Vec<f64>) -> Check {
 }
 
 /// Runs every collective once; every rank of `g` must call it.
-pub fn run_checks(g: &ProcessGroup) -> Result<Vec<Check>> {
+pub fn run_checks(g: &Arc<ProcessGroup>) -> Result<Vec<Check>> {
     let (r, w) = (g.rank() as f64, g.size() as f64);
     let ranks: Vec<f64> = (0..g.size()).map(|i| i as f64).collect();
     let mut out = Vec::new();
@@ -74,6 +75,22 @@ pub fn run_checks(g: &ProcessGroup) -> Result<Vec<Check>> {
     (&all * &weights).sum(Kind::Double).backward();
     out.push(check("all_gather autograd (values)", &all.detach(), ranks.iter().map(|i| i + 1.0).collect()));
     out.push(check("all_gather autograd (gradient)", &x.grad(), vec![w * (r + 1.0)]));
+
+    // the overlapping reducer: one parameter per bucket, buckets in reverse order [b], [a], [c];
+    // backward produces b's and a's gradients, each bucket is sent from its hook; c (unused here)
+    // is sent as zeros when the step finishes
+    let c = Tensor::zeros([2], (Kind::Double, tch::Device::Cpu)).set_requires_grad(true);
+    let a = Tensor::ones([3], (Kind::Double, tch::Device::Cpu)).set_requires_grad(true);
+    let b = Tensor::ones([2], (Kind::Double, tch::Device::Cpu)).set_requires_grad(true);
+    {
+        let mut reducer = super::reducer::Reducer::new(g.clone(), &[c.shallow_clone(), a.shallow_clone(), b.shallow_clone()], 8)?;
+        reducer.prepare()?;
+        ((&a * (r + 1.0)).sum(Kind::Double) + (&b * (2.0 * (r + 1.0))).sum(Kind::Double)).backward();
+        let early = reducer.finish()?;
+        let mean = (w + 1.0) / 2.0;
+        let got = Tensor::cat(&[a.grad(), b.grad(), c.grad(), Tensor::from_slice(&[early as f64, reducer.buckets() as f64])], 0);
+        out.push(check("reducer (averaged during backward)", &got, vec![mean, mean, mean, 2.0 * mean, 2.0 * mean, 0.0, 0.0, 2.0, 3.0]));
+    }
 
     // the even ranks form a group of their own
     let evens: Vec<usize> = (0..g.size()).step_by(2).collect();

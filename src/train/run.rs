@@ -24,6 +24,7 @@ use super::metrics::MetricsLog;
 use super::optim::Sgd;
 use super::precision::Precision;
 use crate::loader::rng::seed_of;
+use crate::dist::reducer::Reducer;
 use crate::dist::{self, sync, DistError, ProcessGroup, ReduceOp};
 use crate::loader::gpu::{run_device_epoch, DecodeMode, DeviceLoader};
 use crate::loader::{cpu_decoder_factory, run_epoch, LoaderConfig, Sampler, SamplerState};
@@ -68,9 +69,6 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
     let (_, group) = dist::init_from_env()?;
     let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.size()));
     let is_main = rank == 0;
-    if world > 1 && cfg.method == "pic" && cfg.pic.negatives > 0 {
-        return Err(TrainError::Config("pic --negatives is single-process only; data-parallel runs use the full softmax (--negatives 0)".into()));
-    }
     let sync_bn = world > 1 && (cfg.sync_bn || cfg.method == "deepercluster");
     crate::dist::sync_bn::enable(if sync_bn { group.clone() } else { None });
     let dev = device();
@@ -119,6 +117,11 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
         // every rank built (or restored) the same weights; rank 0's are the ones that count
         sync::broadcast_tensors(g, &trunk_vars, 0)?;
     }
+    // the trunk's gradients are averaged while backward runs (SILT_GRAD_OVERLAP=0: after it)
+    let mut reducer = match &group {
+        Some(g) if std::env::var("SILT_GRAD_OVERLAP").map_or(true, |v| v != "0") => Some(Reducer::new(g.clone(), opt.params(), sync::BUCKET_BYTES)?),
+        _ => None,
+    };
     method.attach(&named_vars(&vs, ""))?;
     let mut log = if is_main { MetricsLog::open(&cfg.run_dir, metrics_offset).map_err(io_err(&cfg.run_dir))? } else { MetricsLog::discard(&cfg.run_dir) };
     if resumed_from.is_none() && is_main {
@@ -195,7 +198,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
             tch::manual_seed(seed_of(&[cfg.seed, step, 0xD0 + rank as u64]) as i64 & i64::MAX);
             opt.zero_grad();
             method.zero_grad();
-            let Some(out) = data_parallel_step(group.as_deref(), &trunk_buffers, &opt, method.as_mut(), trunk.as_ref(), &batch, dev, cfg.precision)? else {
+            let Some(out) = data_parallel_step(group.as_deref(), reducer.as_mut(), &trunk_buffers, &opt, method.as_mut(), trunk.as_ref(), &batch, dev, cfg.precision)? else {
                 // this rank's batch was empty (undecodable records): it took part with zero gradients
                 opt.step(lr);
                 method.update(lr);
@@ -283,6 +286,7 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainSummary> {
 #[allow(clippy::too_many_arguments)]
 fn data_parallel_step(
     group: Option<&ProcessGroup>,
+    mut reducer: Option<&mut Reducer>,
     trunk_buffers: &[Tensor],
     opt: &Sgd,
     method: &mut dyn method::Method,
@@ -301,6 +305,7 @@ fn data_parallel_step(
             None => Ok(out),
         }
     };
+    method.plan_step(batch, dev)?;
     let Some(g) = group else {
         let out = forward(method)?;
         out.loss.f_backward()?;
@@ -308,6 +313,9 @@ fn data_parallel_step(
     };
     // DistributedDataParallel's broadcast_buffers: BatchNorm statistics follow rank 0
     sync::broadcast_tensors(g, trunk_buffers, 0)?;
+    if let Some(r) = reducer.as_mut() {
+        r.prepare()?;
+    }
     let out = if batch.is_empty() {
         None
     } else {
@@ -317,7 +325,14 @@ fn data_parallel_step(
         out.loss.f_backward().map_err(|e| DistError::Collective { rank: g.rank(), world: g.size(), op: "backward", message: e.to_string() })?;
         Some(out)
     };
-    sync::average_gradients(g, opt.params().iter().chain(method.parameters()), sync::BUCKET_BYTES)?;
+    let leaves = method.step_leaves();
+    match reducer {
+        Some(r) => {
+            r.finish()?;
+            sync::average_gradients(g, method.parameters().iter().chain(&leaves), sync::BUCKET_BYTES)?;
+        }
+        None => sync::average_gradients(g, opt.params().iter().chain(method.parameters()).chain(&leaves), sync::BUCKET_BYTES)?,
+    }
     Ok(out)
 }
 
