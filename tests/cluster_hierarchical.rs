@@ -5,8 +5,8 @@ mod cluster_common;
 
 use cluster_common::mnist;
 use silt::cluster::assign;
-use silt::cluster::hierarchical::hierarchical_kmeans;
-use silt::cluster::kmeans::{kmeans, Backend, KMeansConfig};
+use silt::cluster::hierarchical::{hierarchical_kmeans, hierarchical_kmeans_with};
+use silt::cluster::kmeans::{kmeans, Backend, Init, KMeansConfig};
 use silt::cluster::metrics;
 use silt::cluster::npy::NpyFile;
 use silt::cluster::pca::{Pca, PcaConfig};
@@ -67,4 +67,53 @@ fn small_parents_get_fewer_children() {
     let used: std::collections::BTreeSet<i64> = h.final_labels().iter().copied().collect();
     assert_eq!(used.len(), 4 + 2 + 5);
     assert!(hierarchical_kmeans(&x, 2, &[3, 0], &cfg, Backend::Torch).is_err());
+}
+
+#[test]
+fn balanced_levels_give_parents_children_in_proportion_to_their_size() {
+    // Far-apart groups of 900, 90 and 10 points, levels [3, 10] = 30 clusters. DeeperCluster's
+    // split gives each group 10 children (clusters of ~90, ~9 and ~1 points); the balanced one
+    // gives the 30 in proportion to size: 27, 2 (from 2.7) and 1 (at least one each).
+    let mut x = Vec::new();
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut noise = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % 1000) as f32 / 1000.0
+    };
+    for (g, count) in [(0, 900), (1, 90), (2, 10)] {
+        for _ in 0..count {
+            x.extend_from_slice(&[g as f32 * 100.0 + noise(), noise()]);
+        }
+    }
+    // k-means++ so that level 0 finds the three groups whatever their sizes
+    let cfg = KMeansConfig { niter: 20, seed: 5, nredo: 3, init: Init::PlusPlus, ..KMeansConfig::default() };
+    let sizes = |labels: &[i64]| {
+        let mut s = std::collections::BTreeMap::<i64, usize>::new();
+        for &l in labels {
+            *s.entry(l).or_default() += 1;
+        }
+        s.into_values().collect::<Vec<_>>()
+    };
+    let cv = |s: &[usize]| {
+        let m = s.iter().sum::<usize>() as f64 / s.len() as f64;
+        (s.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / s.len() as f64).sqrt() / m
+    };
+    let plain = hierarchical_kmeans_with(&x, 2, &[3, 10], &cfg, Backend::Torch, None, false).unwrap();
+    let balanced = hierarchical_kmeans_with(&x, 2, &[3, 10], &cfg, Backend::Torch, None, true).unwrap();
+    let (sp, sb) = (sizes(plain.final_labels()), sizes(balanced.final_labels()));
+    println!("final cluster sizes: DeeperCluster split {sp:?} (cv {:.2}); balanced {sb:?} (cv {:.2})", cv(&sp), cv(&sb));
+    assert_eq!(sb.len(), 30);
+    assert!(balanced.final_labels().iter().all(|l| (0..30).contains(l)));
+    // children per parent: 27 / 2 or 3 / at least 1, numbered consecutively in parent order
+    let children = |parent: i64| {
+        let set: std::collections::BTreeSet<i64> = balanced.labels[0].iter().zip(balanced.final_labels()).filter(|(p, _)| **p == parent).map(|(_, l)| *l).collect();
+        set.into_iter().collect::<Vec<_>>()
+    };
+    let big = balanced.labels[0][0];
+    let kids = children(big);
+    assert_eq!(kids.len(), 27, "{kids:?}");
+    assert_eq!(kids.last().unwrap() - kids.first().unwrap() + 1, kids.len() as i64, "not consecutive: {kids:?}");
+    assert!(cv(&sb) < cv(&sp) / 2.0, "balanced cv {} vs {}", cv(&sb), cv(&sp));
 }

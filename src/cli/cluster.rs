@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use crate::cluster::assign;
-use crate::cluster::hierarchical::hierarchical_kmeans_shared;
+use crate::cluster::hierarchical::hierarchical_kmeans_with;
 use crate::cluster::kmeans::{best_device, kmeans, Backend, EmptyClusterPolicy, Init, KMeansConfig};
 use crate::cluster::metrics;
 use crate::cluster::npy::{self, NpyFile};
@@ -90,6 +90,11 @@ pub struct RunArgs {
     /// (DeeperCluster: k1 super-classes, then k2 inside each; label = super × k2 + sub).
     #[arg(long, value_delimiter = ',')]
     pub levels: Vec<usize>,
+    /// With --levels: share each level's clusters out to the parents in proportion to their
+    /// sizes (size-balanced hierarchical k-means: every final cluster expects about n / Πlevels
+    /// points) instead of the same number per parent; labels numbered consecutively.
+    #[arg(long, requires = "levels")]
+    pub balanced: bool,
     /// PCA output dimension, with whitening and L2 normalisation (DeepCluster: 256); 0 = none.
     #[arg(long, default_value_t = 256)]
     pub pca: usize,
@@ -268,7 +273,7 @@ impl RunArgs {
             (r.labels, r.centroids, self.k, r.inertia, r.objective)
         } else {
             let _pb = spinner(&format!("hierarchical k-means {:?}: {n} points, d {d} ({backend:?})", self.levels));
-            let h = hierarchical_kmeans_shared(&x, d, &self.levels, &cfg, backend, group.as_deref())?;
+            let h = hierarchical_kmeans_with(&x, d, &self.levels, &cfg, backend, group.as_deref(), self.balanced)?;
             for (l, (lab, cen)) in h.labels.iter().zip(&h.centroids).enumerate().filter(|_| launch.rank == 0) {
                 assign::write_level(dir, l, lab, cen, d)?;
             }
@@ -285,7 +290,7 @@ impl RunArgs {
         assign::write_flat(dir, &ids, &labels, &centroids, d)?;
         let sizes = metrics::size_summary(&metrics::cluster_sizes(&labels, k_total)?);
         let report = json!({
-            "points": n, "dim": d, "clusters": k_total, "levels": self.levels,
+            "points": n, "dim": d, "clusters": k_total, "levels": self.levels, "balanced": self.balanced,
             "backend": if group.is_some() && self.levels.is_empty() { json!("torch-distributed") } else { json!(backend) },
             "ranks": launch.world, "device": format!("{device:?}"),
             "inertia": inertia, "objective": objective, "sizes": sizes, "timings": timings,
