@@ -31,6 +31,13 @@ def faiss_python(x, k, niter, seed, mpc):
     return time.perf_counter() - t, labels[:, 0]
 
 
+def size_cv(labels):
+    """Coefficient of variation of the non-empty clusters' sizes (0 = all equal)."""
+    sizes = np.bincount(np.asarray(labels).ravel())
+    sizes = sizes[sizes > 0]
+    return float(sizes.std() / sizes.mean())
+
+
 def silt(binary, path, out, args):
     cmd = [binary, "cluster", "--features", path, "--pca", "0", "--out", out] + args
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -46,6 +53,7 @@ def main():
     p.add_argument("--max-points-per-centroid", type=int, default=256)
     p.add_argument("--levels", default="", help="also run hierarchical k-means with these levels, e.g. 100,100")
     p.add_argument("--device", default="cpu", help="device for silt's tch backend (cpu|cuda|auto)")
+    p.add_argument("--balanced", action="store_true", help="with --levels: also run size-balanced hierarchical k-means")
     p.add_argument("--no-torch", action="store_true", help="skip silt's tch backend (saves one flat run)")
     p.add_argument("--second-seed", type=int, help="also run faiss from Python with this seed: how well flat "
                    "k-means agrees with itself (the reference for NMI(flat, hierarchical))")
@@ -75,7 +83,12 @@ def main():
             if a.levels:
                 t_h, l_h = silt(a.silt, path, os.path.join(tmp, "h"),
                                 common + ["--backend", "faiss", "--levels", a.levels])
-                row.update(hier_s=t_h, speedup_flat_over_hier=t_sf / t_h, nmi_flat_vs_hier=nmi(l_sf, l_h))
+                row.update(hier_s=t_h, speedup_flat_over_hier=t_sf / t_h, nmi_flat_vs_hier=nmi(l_sf, l_h),
+                           size_cv_flat=size_cv(l_sf), size_cv_hier=size_cv(l_h))
+                if a.balanced:
+                    t_b, l_b = silt(a.silt, path, os.path.join(tmp, "b"),
+                                    common + ["--backend", "faiss", "--levels", a.levels, "--balanced"])
+                    row.update(balanced_s=t_b, nmi_flat_vs_balanced=nmi(l_sf, l_b), size_cv_balanced=size_cv(l_b))
             if a.second_seed is not None:
                 _, l_py2 = faiss_python(x, k, a.niter, a.second_seed, a.max_points_per_centroid)
                 row.update(nmi_flat_two_seeds=nmi(l_py, l_py2))
@@ -88,7 +101,10 @@ def main():
               f"{r['nmi_silt_faiss_vs_python']:.3f}/{r['nmi_silt_torch_vs_python']:.3f}")
         if "hier_s" in r:
             print(f"  hierarchical {a.levels}: {r['hier_s']:.2f} s, flat/hier {r['speedup_flat_over_hier']:.1f}x, "
-                  f"NMI(flat, hier) {r['nmi_flat_vs_hier']:.3f}")
+                  f"NMI(flat, hier) {r['nmi_flat_vs_hier']:.3f}; cluster-size cv flat {r['size_cv_flat']:.3f}, hier {r['size_cv_hier']:.3f}")
+        if "balanced_s" in r:
+            print(f"  balanced {a.levels}: {r['balanced_s']:.2f} s, NMI(flat, balanced) {r['nmi_flat_vs_balanced']:.3f}, "
+                  f"cluster-size cv {r['size_cv_balanced']:.3f}")
         if "nmi_flat_two_seeds" in r:
             print(f"  flat vs flat with seed {a.second_seed}: NMI {r['nmi_flat_two_seeds']:.3f}")
     if a.json:

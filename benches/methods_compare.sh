@@ -22,8 +22,8 @@ done
 
 # Per-method settings for a 5k-image CPU run (upstream defaults are for ImageNet on 8 GPUs):
 # learning rates a small network tolerates at batch 128, queues/banks/windows sized to the data.
-# METHOD@upstream runs keep what upstream does where the short-run setting departs from it
-# (SimCLR without LARS, InstDisc/PIC with random bank/classifier rows), for comparison.
+# Variants for comparison: simclr@sgd (plain momentum SGD instead of SimCLR's LARS);
+# instdisc@upstream, pic@upstream (random bank / classifier rows, as upstream starts them).
 declare -A EXTRA=(
   [deepcluster]="--k 100 --dim-pca 64 --lr 0.05"
   [rotnet]="--lr 0.05 --schedule constant"
@@ -31,14 +31,14 @@ declare -A EXTRA=(
   [sela]="--lr 0.05 --hc 2 --ncl 100 --nopts 20"
   [moco-v2]="--moco-k 4096 --moco-m 0.99 --bn-splits 1 --lr 0.06"
   [simclr]="--temperature 0.5 --lars --lr 1.0"
-  [simclr@upstream]="--temperature 0.5 --lr 0.3"
+  [simclr@sgd]="--temperature 0.5 --lr 0.3"
   [instdisc]="--nce-k 0 --temperature 0.1 --lr 0.03 --bank-init features"
   [instdisc@upstream]="--nce-k 0 --temperature 0.1 --lr 0.03"
   [pic]="--lr 0.03 --schedule constant --mlp-hidden 512 --bank-init features"
   [pic@upstream]="--lr 0.03 --schedule constant --mlp-hidden 512"
 )
 RUNS=("$@")
-[ ${#RUNS[@]} -gt 0 ] || RUNS=(deepcluster rotnet deepercluster sela moco-v2 simclr simclr@upstream instdisc instdisc@upstream pic pic@upstream)
+[ ${#RUNS[@]} -gt 0 ] || RUNS=(deepcluster rotnet deepercluster sela moco-v2 simclr simclr@sgd instdisc instdisc@upstream pic pic@upstream)
 for r in "${RUNS[@]}"; do
   m="${r%%@*}"
   if ! ops/silt train --help | grep -q "$m"; then echo "skipping $r: this build has no such method"; continue; fi
