@@ -142,3 +142,19 @@ fn gpu_kmeans_matches_faiss() {
     println!("GPU: inertia tch/faiss = {ratio:.5}, NMI = {nmi:.4}");
     assert!((ratio - 1.0).abs() <= 0.01 && nmi >= 0.9);
 }
+
+#[test]
+fn shared_assignment_rows_are_whole_blocks_covering_every_row_once() {
+    use silt::cluster::kmeans::shared_rows;
+    for (n, chunk, world) in [(3000, 1024, 2), (10, 4, 3), (5, 16, 4), (100_000, 16_384, 7), (0, 8, 2)] {
+        let mut next = 0;
+        for rank in 0..world {
+            let (start, end) = shared_rows(n, chunk, rank, world);
+            assert_eq!(start, next, "n {n} chunk {chunk} world {world}: rank {rank} starts at {start}");
+            assert!(start % chunk == 0 || start == n, "rank {rank} starts mid-block at {start}");
+            assert!(end >= start);
+            next = end;
+        }
+        assert_eq!(next, n);
+    }
+}

@@ -61,8 +61,12 @@ fn data(dir: &Path, n: usize) -> PathBuf {
 }
 
 fn same_weights_as_one_big_batch(method: &str, world: usize, per_rank: usize, tolerance: f64, more: &[&str]) {
+    same_weights_on(512, method, world, per_rank, tolerance, more)
+}
+
+fn same_weights_on(records: usize, method: &str, world: usize, per_rank: usize, tolerance: f64, more: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let d = data(dir.path(), 512);
+    let d = data(dir.path(), records);
     let one = dir.path().join("one");
     let many = dir.path().join("many");
     run_ranks(1, &args(&d, &one, method, per_rank * world, more), &dir.path().join("logs1"));
@@ -100,6 +104,14 @@ fn deepcluster_clusters_shared_features_on_two_ranks() {
     // labels must be identical to the single process's. Two epochs of SyncBN's float rounding
     // (sum of squares vs PyTorch's kernel) leave differences of a few 1e-3 in the weights.
     same_weights_as_one_big_batch("deepcluster", 2, 32, 2e-2, &["--epochs", "2"]);
+}
+
+#[test]
+fn deepcluster_shares_flat_kmeans_over_two_ranks() {
+    // --kmeans-backend torch: each rank assigns its blocks of rows every k-means iteration
+    // (3,000 records in blocks of 1,024: rank 0 one block, rank 1 two) and the labels are
+    // all-gathered; both epochs' pseudo-labels must equal the single process's.
+    same_weights_on(3000, "deepcluster", 2, 32, 2e-2, &["--epochs", "2", "--max-steps", "8", "--kmeans-backend", "torch"]);
 }
 
 #[test]

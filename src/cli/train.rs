@@ -105,6 +105,11 @@ pub struct TrainArgs {
     /// k-means iterations (DeepCluster 20; DeeperCluster 10).
     #[arg(long, default_value_t = 20)]
     pub niter: usize,
+    /// k-means of the clustering methods: faiss (the default on the CPU, as DeepCluster) or torch
+    /// (the default on a GPU). With torch, data-parallel runs share every iteration's assignment
+    /// over the ranks (each assigns its blocks of rows; labels identical to one process's).
+    #[arg(long, value_enum)]
+    pub kmeans_backend: Option<crate::cluster::kmeans::Backend>,
     /// DeepCluster: samples per epoch = reassign × records.
     #[arg(long, default_value_t = 1.0)]
     pub reassign: f64,
@@ -391,6 +396,7 @@ impl TrainArgs {
                 super_classes: self.super_classes,
                 reassignment: self.reassignment,
                 rotnet: self.rotnet,
+                kmeans_backend: self.kmeans_backend,
             },
             contrastive: {
                 let c = &self.contrastive;

@@ -3,7 +3,7 @@
 //! k-means (§1.5, §2.2) → one label per record, with the metrics the seeds log.
 
 use super::EpochContext;
-use crate::cluster::kmeans::{kmeans, Backend, KMeansConfig};
+use crate::cluster::kmeans::{kmeans, torch_kmeans_shared, Backend, KMeansConfig};
 use crate::cluster::metrics;
 use crate::cluster::pca::{Pca, PcaConfig};
 use crate::cluster::hierarchical::hierarchical_kmeans_shared;
@@ -42,10 +42,16 @@ pub fn cluster_epoch(ctx: &mut EpochContext, levels: &[usize], floor_ratio: Opti
     let y = pca.transform(&flat)?;
     let dp = pca.d_out();
     let device = ctx.extract.device;
-    let backend = if device == Device::Cpu { Backend::Faiss } else { Backend::Torch };
-    let kcfg = KMeansConfig { k, niter: cfg.niter, seed, max_points_per_centroid: 10_000_000, device, ..KMeansConfig::default() };
+    let backend = cfg.kmeans_backend.unwrap_or(if device == Device::Cpu { Backend::Faiss } else { Backend::Torch });
+    // row blocks that depend on n only, so one process and N ranks multiply the same blocks
+    let chunk_rows = (n / 8).clamp(1024, 16_384);
+    let kcfg = KMeansConfig { k, niter: cfg.niter, seed, max_points_per_centroid: 10_000_000, device, chunk_rows, ..KMeansConfig::default() };
     let (labels_valid, parents_valid, loss) = if levels.len() == 1 {
-        let r = kmeans(&y, dp, &kcfg, backend)?;
+        let r = match backend {
+            // every rank holds all the features: each assigns its share of the rows
+            Backend::Torch => torch_kmeans_shared(&y, dp, &kcfg, ctx.extract.group.as_deref())?,
+            Backend::Faiss => kmeans(&y, dp, &kcfg, Backend::Faiss)?,
+        };
         (r.labels, None, r.inertia)
     } else {
         // data-parallel runs share the super-classes' sub-clusterings out over the ranks

@@ -97,4 +97,8 @@ pub struct ClusteringConfig {
     pub reassignment: u64,
     /// DeeperCluster: rotation as part of the super-class target.
     pub rotnet: bool,
+    /// k-means implementation (None: faiss on the CPU, tch on a GPU). With tch, data-parallel
+    /// runs share each iteration's assignment over the ranks.
+    #[serde(default)]
+    pub kmeans_backend: Option<crate::cluster::kmeans::Backend>,
 }
