@@ -233,9 +233,9 @@ fn run_pic(extra: &[&str]) -> Run {
 
 fn run_pic_on(train_images: usize, test_images: usize, extra: &[&str]) -> Run {
     let ShortRun { run, knn, seconds, .. } = &short_run("pic", train_images, test_images, extra);
-    let (run, knn, seconds) = (run, knn.clone(), *seconds);
-    let steps: Vec<(f64, f64)> = metrics(&run, "step").iter().map(|v| (v["loss"].as_f64().unwrap(), v["accuracy"].as_f64().unwrap())).collect();
-    let windows = metrics(&run, "epoch").len();
+    let (knn, seconds) = (knn.clone(), *seconds);
+    let steps: Vec<(f64, f64)> = metrics(run, "step").iter().map(|v| (v["loss"].as_f64().unwrap(), v["accuracy"].as_f64().unwrap())).collect();
+    let windows = metrics(run, "epoch").len();
     assert!(steps.iter().all(|s| s.0.is_finite()));
     eprintln!(
         "pic {extra:?}: {seconds:.0} s, {windows} epochs, loss {:.3} -> {:.3}; kNN top-1 random init {:.3}, after each epoch {:?}",
