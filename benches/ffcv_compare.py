@@ -2,7 +2,8 @@
 """silt's loader vs FFCV's on the same real photos, in one run.
 
   silt loader bench --preset deepcluster     RandomResizedCrop(224) + flip, uint8 NCHW batches,
-                                              from shards that keep the original JPEG bytes
+                                              from shards that keep the original JPEG bytes, and
+                                              from shards of decoded pixels (`ingest --store-raw`)
   FFCV Loader                                 RandomResizedCropRGBImageDecoder((224, 224)) +
                                               RandomHorizontalFlip + ToTensor + ToTorchImage
                                               (uint8 NCHW), from a .beton written by FFCV's
@@ -115,22 +116,27 @@ def main():
             files.append(dst)
         shards = os.path.join(tmp, "shards")
         subprocess.run([a.silt, "ingest", "folder", root, "--out", shards], check=True, capture_output=True)
+        shards_raw = os.path.join(tmp, "shards-raw")
+        subprocess.run([a.silt, "ingest", "folder", root, "--out", shards_raw, "--store-raw"], check=True, capture_output=True)
         betons = {}
         for mode in ("jpg", "raw"):
             betons[mode] = os.path.join(tmp, f"photos-{mode}.beton")
             write_beton(files, betons[mode], mode, 2)
-        sizes = {"silt shards": sum(os.path.getsize(os.path.join(shards, f)) for f in os.listdir(shards)),
+        du = lambda d: sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+        sizes = {"silt shards": du(shards), "silt raw shards": du(shards_raw),
                  **{f"ffcv {m}": os.path.getsize(p) for m, p in betons.items()}}
         print(f"{len(files)} photos, mean {mp:.2f} MP; bytes on disk: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
         for w in (int(x) for x in a.workers.split(",")):
             s = silt_rate(a.silt, shards, w, a.limit, a.batch)
+            s_raw = silt_rate(a.silt, shards_raw, w, a.limit, a.batch)
             f = {m: ffcv_rate(p, w, a.limit, a.batch) for m, p in betons.items()}
             res = {"workers": w, "files": len(files), "mean_megapixels": round(mp, 3), "silt_images_per_sec": s,
                    "ffcv_jpg_images_per_sec": f["jpg"], "ffcv_raw_images_per_sec": f["raw"],
-                   "silt_vs_ffcv_jpg": s / f["jpg"], "silt_vs_ffcv_raw": s / f["raw"], "bytes": sizes}
+                   "silt_raw_images_per_sec": s_raw, "silt_vs_ffcv_jpg": s / f["jpg"], "silt_vs_ffcv_raw": s / f["raw"],
+                   "silt_raw_vs_ffcv_raw": s_raw / f["raw"], "bytes": sizes}
             results.append(res)
-            print(f"workers={w}: silt {s:8.1f}/s  ffcv-jpg {f['jpg']:8.1f}/s  ffcv-raw {f['raw']:8.1f}/s  "
-                  f"-> x{res['silt_vs_ffcv_jpg']:.2f} vs FFCV jpg, x{res['silt_vs_ffcv_raw']:.2f} vs FFCV raw", flush=True)
+            print(f"workers={w}: silt {s:8.1f}/s  ffcv-jpg {f['jpg']:8.1f}/s  silt-raw {s_raw:8.1f}/s  ffcv-raw {f['raw']:8.1f}/s  "
+                  f"-> x{res['silt_vs_ffcv_jpg']:.2f} vs FFCV jpg; raw: x{res['silt_raw_vs_ffcv_raw']:.2f} vs FFCV raw", flush=True)
     if a.json:
         json.dump(results, open(a.json, "w"), indent=1)
 

@@ -135,8 +135,13 @@ impl Options {
             r["perceptual_threshold"] = t.into();
         }
         if let Some(t) = self.transform {
-            r["resize_shorter"] = t.resize_shorter.into();
-            r["quality"] = t.quality.into();
+            if let Some(n) = t.resize_shorter {
+                r["resize_shorter"] = n.into();
+                r["quality"] = t.quality.into();
+            }
+            if t.raw {
+                r["store_raw"] = true.into();
+            }
         }
         if self.deterministic {
             r["shard_bytes"] = self.shard_bytes.into();
