@@ -16,7 +16,7 @@ use super::rng::faiss_rand_perm;
 use crate::dist::{ProcessGroup, ReduceOp};
 use tch::{Device, Kind, Tensor};
 
-fn dist_err(e: crate::dist::DistError) -> ClusterError {
+pub(super) fn dist_err(e: crate::dist::DistError) -> ClusterError {
     ClusterError::Invalid(format!("distributed k-means: {e}"))
 }
 

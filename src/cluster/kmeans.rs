@@ -8,6 +8,7 @@
 //! Both return labels for *all* points from a final assignment pass against the final
 //! centroids, and the inertia (sum of squared L2 distances) of that assignment.
 
+use super::distributed::dist_err;
 use super::error::{ClusterError, Result};
 use super::rng::{faiss_rand_perm, Mt19937, SplitMix64};
 use crate::dist::ProcessGroup;
@@ -207,9 +208,8 @@ pub fn torch_assign_shared(x: &Tensor, centroids: &Tensor, chunk_rows: usize, gr
     };
     let (start, end) = shared_rows(x.size()[0] as usize, chunk_rows, g.rank(), g.size());
     let (labels, dists) = torch_assign(&x.narrow(0, start as i64, (end - start) as i64), centroids, chunk_rows);
-    let err = |e: crate::dist::DistError| ClusterError::Invalid(format!("k-means assignment over ranks: {e}"));
-    let labels = Tensor::cat(&g.all_gather_varying(&labels.to_device(Device::Cpu)).map_err(err)?, 0);
-    let dists = Tensor::cat(&g.all_gather_varying(&dists.to_device(Device::Cpu)).map_err(err)?, 0);
+    let labels = Tensor::cat(&g.all_gather_varying(&labels.to_device(Device::Cpu)).map_err(dist_err)?, 0);
+    let dists = Tensor::cat(&g.all_gather_varying(&dists.to_device(Device::Cpu)).map_err(dist_err)?, 0);
     Ok((labels.to_device(x.device()), dists.to_device(x.device())))
 }
 
