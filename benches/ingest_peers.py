@@ -5,7 +5,10 @@ usage: ingest_peers.py {wds|mds|pillow-resize} SRC_DIR OUT_DIR   -> one JSON lin
   wds            webdataset.ShardWriter (tar shards, 256 MB)
   mds            streaming.MDSWriter (MosaicML MDS shards, 256 MB, no compression)
   pillow-resize  Pillow: decode, resize shorter side to 256 (bilinear, antialiased), JPEG q=90,
-                 one process (the per-core rate)
+                 one process (the per-core rate). Images whose shorter side is already <= 256
+                 are written as they are, as silt keeps them.
+  pillow-draft   the same with `Image.draft` first (libjpeg's scaled DCT, as silt decodes): what
+                 a Pillow expert would write
 """
 import io
 import json
@@ -58,16 +61,28 @@ def run_mds(paths, out):
     return n
 
 
-def run_pillow_resize(paths, out):
+def run_pillow_resize(paths, out, draft=False):
     n = 0
     for i, p in enumerate(paths):
-        with Image.open(p) as im:
-            im = im.convert("RGB")
+        with open(p, "rb") as f:
+            data = f.read()
+        try:
+            im = Image.open(io.BytesIO(data))
             w, h = im.size
-            s = 256 / min(w, h)
-            im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR, reducing_gap=None)
-            im.save(os.path.join(out, f"{i:06d}.jpg"), quality=90)
-            n += 1
+        except Exception:
+            continue  # not an image: silt quarantines it
+        n += 1
+        if min(w, h) <= 256:
+            with open(os.path.join(out, f"{i:06d}.img"), "wb") as f:
+                f.write(data)
+            continue
+        s = 256 / min(w, h)
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        if draft:
+            im.draft("RGB", size)
+        im = im.convert("RGB")
+        im = im.resize(size, Image.BILINEAR, reducing_gap=None)
+        im.save(os.path.join(out, f"{i:06d}.jpg"), quality=90)
     return n
 
 
@@ -76,5 +91,7 @@ if __name__ == "__main__":
     os.makedirs(out, exist_ok=True)
     paths = files(src)
     t = time.perf_counter()
-    n = {"wds": run_wds, "mds": run_mds, "pillow-resize": run_pillow_resize}[mode](paths, out)
+    runs = {"wds": run_wds, "mds": run_mds, "pillow-resize": run_pillow_resize,
+            "pillow-draft": lambda p, o: run_pillow_resize(p, o, draft=True)}
+    n = runs[mode](paths, out)
     print(json.dumps({"tool": mode, "images": n, "seconds": time.perf_counter() - t}))

@@ -76,9 +76,9 @@ pub fn target_size(w: u32, h: u32, shorter: u32) -> (u32, u32) {
     }
 }
 
-/// RGB pixels; JPEGs at the smallest DCT scale that keeps the shorter side >= `min_shorter`
-/// (`u32::MAX`: full size).
-fn decode_rgb(bytes: &[u8], info: &ImageInfo, min_shorter: u32) -> Result<(u32, u32, Vec<u8>), String> {
+/// RGB pixels (width, height, bytes); JPEGs at the smallest DCT scale that keeps the shorter
+/// side >= `min_shorter` (`u32::MAX`: full size).
+pub fn decode_rgb(bytes: &[u8], info: &ImageInfo, min_shorter: u32) -> Result<(u32, u32, Vec<u8>), String> {
     if info.content_type == ContentType::Jpeg {
         // CMYK and other colour spaces libjpeg-turbo will not turn into RGB: the image crate can
         if let Ok(decoded) = decode_jpeg_rgb(bytes, min_shorter) {
