@@ -9,6 +9,7 @@
 
 use super::decode::{Rect, RgbImage};
 use super::rng::Draws;
+use super::simd::simd_kernel;
 use fast_image_resize::{images::ImageRef, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 #[derive(Debug, thiserror::Error)]
@@ -131,59 +132,125 @@ pub fn rotate90(src: &[u8], side: usize, k: u8, out: &mut [u8]) {
     }
 }
 
-#[inline]
-fn gray_f(r: u8, g: u8, b: u8) -> f32 {
-    0.2989f32 * r as f32 + 0.587f32 * g as f32 + 0.114f32 * b as f32
+#[inline(always)]
+fn gray_f(r: f32, g: f32, b: f32) -> f32 {
+    0.2989f32 * r + 0.587f32 * g + 0.114f32 * b
 }
 
-/// torchvision `rgb_to_grayscale(img, 3)` on uint8 (truncating), in place.
-pub fn grayscale(px: &mut [u8]) {
-    for p in px.chunks_exact_mut(3) {
-        let l = gray_f(p[0], p[1], p[2]) as u8;
-        p.fill(l);
+/// `x as u8` (saturating, truncating; NaN gives 0) in a form LLVM vectorises: the saturating
+/// float-to-u8 cast is emitted one lane at a time (measured: half of `adjust_saturation`).
+#[inline(always)]
+fn to_u8(x: f32) -> u8 {
+    // f32::max/min return the other operand for NaN, so this is in [0, 255], never NaN
+    let x = x.max(0.0).min(255.0);
+    // SAFETY: x is finite and within i32's range (just clamped)
+    unsafe { x.to_int_unchecked::<i32>() as u8 }
+}
+
+#[inline(always)]
+fn blend(a: f32, b: f32, ratio: f32) -> u8 {
+    to_u8(ratio * a + (1.0 - ratio) * b)
+}
+
+/// Pixels per planar block of the colour kernels: interleaved RGB is split into r, g, b float
+/// arrays so that the per-pixel arithmetic (branch-free) runs on whole vectors.
+const BLOCK: usize = 64;
+
+type Plane = [f32; BLOCK];
+
+/// Loads up to BLOCK interleaved RGB pixels of `chunk` into planes; the rest of the planes is
+/// zeroed (a black pixel: callers ignore what it produces).
+#[inline(always)]
+fn load_block(chunk: &[u8], r: &mut Plane, g: &mut Plane, b: &mut Plane) {
+    let n = chunk.len() / 3;
+    for (((p, r), g), b) in chunk.chunks_exact(3).zip(r.iter_mut()).zip(g.iter_mut()).zip(b.iter_mut()) {
+        (*r, *g, *b) = (p[0] as f32, p[1] as f32, p[2] as f32);
+    }
+    for plane in [r, g, b] {
+        plane[n..].fill(0.0);
     }
 }
 
-#[inline]
-fn blend(a: u8, b: f32, ratio: f32) -> u8 {
-    (ratio * a as f32 + (1.0 - ratio) * b).clamp(0.0, 255.0) as u8
-}
-
-pub fn adjust_brightness(px: &mut [u8], f: f32) {
-    let lut: Vec<u8> = (0..=255u8).map(|v| blend(v, 0.0, f)).collect();
-    for v in px.iter_mut() {
-        *v = lut[*v as usize];
+#[inline(always)]
+fn store_block(chunk: &mut [u8], out: &[[u8; BLOCK]; 3]) {
+    for (i, p) in chunk.chunks_exact_mut(3).enumerate().take(BLOCK) {
+        (p[0], p[1], p[2]) = (out[0][i], out[1][i], out[2][i]);
     }
 }
 
-pub fn adjust_contrast(px: &mut [u8], f: f32) {
-    let n = (px.len() / 3).max(1);
-    let sum: f64 = px.chunks_exact(3).map(|p| (gray_f(p[0], p[1], p[2]) as u8) as f64).sum();
-    let mean = (sum / n as f64) as f32;
-    let lut: Vec<u8> = (0..=255u8).map(|v| blend(v, mean, f)).collect();
-    for v in px.iter_mut() {
-        *v = lut[*v as usize];
-    }
-}
-
-pub fn adjust_saturation(px: &mut [u8], f: f32) {
-    for p in px.chunks_exact_mut(3) {
-        let l = (gray_f(p[0], p[1], p[2]) as u8) as f32;
-        for c in p.iter_mut() {
-            *c = blend(*c, l, f);
+simd_kernel! {
+    /// torchvision `rgb_to_grayscale(img, 3)` on uint8 (truncating), in place.
+    pub fn grayscale / grayscale_at (px: &mut [u8]) {
+        let (mut r, mut g, mut b) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+        let mut out = [[0u8; BLOCK]; 3];
+        for chunk in px.chunks_mut(3 * BLOCK) {
+            load_block(chunk, &mut r, &mut g, &mut b);
+            for i in 0..BLOCK {
+                let l = to_u8(gray_f(r[i], g[i], b[i]));
+                (out[0][i], out[1][i], out[2][i]) = (l, l, l);
+            }
+            store_block(chunk, &out);
         }
     }
 }
 
-/// torchvision `adjust_hue` (tensor path): RGB -> HSV in float32, h = (h + f) mod 1, back,
-/// then `* 255.999` truncated.
+pub fn adjust_brightness(px: &mut [u8], f: f32) {
+    let lut: Vec<u8> = (0..=255u8).map(|v| blend(v as f32, 0.0, f)).collect();
+    for v in px.iter_mut() {
+        *v = lut[*v as usize];
+    }
+}
+
+simd_kernel! {
+    /// The mean of the truncated grey image, as torchvision's `adjust_contrast` takes it (the
+    /// sum of whole numbers is exact in u64, as it was in f64).
+    fn gray_mean / gray_mean_at (px: &[u8], out: &mut f32) {
+        let (mut r, mut g, mut b) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+        let mut sum = 0u64;
+        for chunk in px.chunks(3 * BLOCK) {
+            load_block(chunk, &mut r, &mut g, &mut b);
+            // the zero padding adds grey 0
+            let block: u32 = (0..BLOCK).map(|i| to_u8(gray_f(r[i], g[i], b[i])) as u32).sum();
+            sum += block as u64;
+        }
+        let n = (px.len() / 3).max(1);
+        *out = (sum as f64 / n as f64) as f32;
+    }
+}
+
+pub fn adjust_contrast(px: &mut [u8], f: f32) {
+    let mut mean = 0.0;
+    gray_mean(px, &mut mean);
+    let lut: Vec<u8> = (0..=255u8).map(|v| blend(v as f32, mean, f)).collect();
+    for v in px.iter_mut() {
+        *v = lut[*v as usize];
+    }
+}
+
+simd_kernel! {
+    pub fn adjust_saturation / adjust_saturation_at (px: &mut [u8], f: f32) {
+        let (mut r, mut g, mut b) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+        let mut out = [[0u8; BLOCK]; 3];
+        for chunk in px.chunks_mut(3 * BLOCK) {
+            load_block(chunk, &mut r, &mut g, &mut b);
+            for i in 0..BLOCK {
+                let l = to_u8(gray_f(r[i], g[i], b[i])) as f32;
+                (out[0][i], out[1][i], out[2][i]) = (blend(r[i], l, f), blend(g[i], l, f), blend(b[i], l, f));
+            }
+            store_block(chunk, &out);
+        }
+    }
+}
+
 /// `x mod 1` into [0, 1), the value of `x.rem_euclid(1.0)` for |x| < 2^31 (hue values are within
-/// a few units; a zero remainder is +0.0 where fmod gives -0.0 for negative integers): `rem_euclid` lowers to a libm `fmodf` call per pixel, which LLVM even hoists out
-/// of a guarding branch (a quarter of the simclr preset's augmentation time, measured).
+/// a few units; a zero remainder is +0.0 where fmod gives -0.0 for negative integers):
+/// `rem_euclid` lowers to a libm `fmodf` call per pixel, which LLVM even hoists out of a guarding
+/// branch (a quarter of the simclr preset's augmentation time, measured).
+#[inline(always)]
 fn wrap_unit(x: f32) -> f32 {
     // x - trunc(x) is exact below 2^23 (and fmod's own result); negatives move up by one, as
     // rem_euclid does
-    let r = x - (x as i32) as f32;
+    let r = x - trunc_small(x);
     if r < 0.0 {
         r + 1.0
     } else {
@@ -191,43 +258,67 @@ fn wrap_unit(x: f32) -> f32 {
     }
 }
 
-pub fn adjust_hue(px: &mut [u8], f: f32) {
-    for p in px.chunks_exact_mut(3) {
-        let (r, g, b) = (p[0] as f32 / 255.0, p[1] as f32 / 255.0, p[2] as f32 / 255.0);
-        let maxc = r.max(g).max(b);
-        let minc = r.min(g).min(b);
-        let eqc = maxc == minc;
-        let cr = maxc - minc;
-        let s = cr / if eqc { 1.0 } else { maxc };
-        let div = if eqc { 1.0 } else { cr };
-        let (rc, gc, bc) = ((maxc - r) / div, (maxc - g) / div, (maxc - b) / div);
-        let h = if maxc == r {
-            bc - gc
-        } else if maxc == g {
-            2.0 + rc - bc
-        } else {
-            4.0 + gc - rc
-        };
-        let h = wrap_unit(h / 6.0 + 1.0);
-        let h = wrap_unit(h + f);
-        let v = maxc;
-        // h is in [0, 1): truncation is floor (a libm call on baseline x86-64 otherwise)
-        let i6 = (h * 6.0) as i32 as f32;
-        let fr = h * 6.0 - i6;
-        let p_ = (v * (1.0 - s)).clamp(0.0, 1.0);
-        let q = (v * (1.0 - s * fr)).clamp(0.0, 1.0);
-        let t = (v * (1.0 - s * (1.0 - fr))).clamp(0.0, 1.0);
-        let (ro, go, bo) = match (i6 as i32).rem_euclid(6) {
-            0 => (v, t, p_),
-            1 => (q, v, p_),
-            2 => (p_, v, t),
-            3 => (p_, q, v),
-            4 => (t, p_, v),
-            _ => (v, p_, q),
-        };
-        p[0] = (ro * 255.999) as u8;
-        p[1] = (go * 255.999) as u8;
-        p[2] = (bo * 255.999) as u8;
+/// `x.trunc()` for |x| < 2^31 (NaN gives a finite number), as vector instructions: `trunc` is a
+/// libm call on the baseline target, and the saturating `x as i32` is emitted one lane at a time
+/// with branches for NaN and range.
+#[inline(always)]
+fn trunc_small(x: f32) -> f32 {
+    let x = x.max(-2.0e9).min(2.0e9);
+    // SAFETY: x is finite and within i32's range (just clamped)
+    unsafe { x.to_int_unchecked::<i32>() as f32 }
+}
+
+/// One pixel of torchvision's `adjust_hue` (r, g, b in [0, 1]), written without branches (every
+/// `if` is a select) so that a block of pixels runs as vectors.
+#[inline(always)]
+fn hue_shift(r: f32, g: f32, b: f32, f: f32) -> (f32, f32, f32) {
+    let maxc = r.max(g).max(b);
+    let minc = r.min(g).min(b);
+    let eqc = maxc == minc;
+    let cr = maxc - minc;
+    let s = cr / if eqc { 1.0 } else { maxc };
+    let div = if eqc { 1.0 } else { cr };
+    let (rc, gc, bc) = ((maxc - r) / div, (maxc - g) / div, (maxc - b) / div);
+    let h = if maxc == r {
+        bc - gc
+    } else if maxc == g {
+        2.0 + rc - bc
+    } else {
+        4.0 + gc - rc
+    };
+    let h = wrap_unit(h / 6.0 + 1.0);
+    let h = wrap_unit(h + f);
+    let v = maxc;
+    // h is in [0, 1): truncation is floor; h * 6 may round up to 6, which is sector 0
+    let i6 = trunc_small(h * 6.0);
+    let fr = h * 6.0 - i6;
+    let sector = if i6 >= 6.0 { 0.0 } else { i6 };
+    let p = (v * (1.0 - s)).clamp(0.0, 1.0);
+    let q = (v * (1.0 - s * fr)).clamp(0.0, 1.0);
+    let t = (v * (1.0 - s * (1.0 - fr))).clamp(0.0, 1.0);
+    // sectors 0..5: (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q)
+    let ro = if sector == 0.0 || sector == 5.0 { v } else if sector == 1.0 { q } else if sector == 4.0 { t } else { p };
+    let go = if sector == 1.0 || sector == 2.0 { v } else if sector == 0.0 { t } else if sector == 3.0 { q } else { p };
+    let bo = if sector == 3.0 || sector == 4.0 { v } else if sector == 2.0 { t } else if sector == 5.0 { q } else { p };
+    (ro, go, bo)
+}
+
+simd_kernel! {
+    /// torchvision `adjust_hue` (tensor path): RGB -> HSV in float32, h = (h + f) mod 1, back,
+    /// then `* 255.999` truncated.
+    pub fn adjust_hue / adjust_hue_at (px: &mut [u8], f: f32) {
+        let (mut r, mut g, mut b) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+        let mut out = [[0u8; BLOCK]; 3];
+        for chunk in px.chunks_mut(3 * BLOCK) {
+            load_block(chunk, &mut r, &mut g, &mut b);
+            for i in 0..BLOCK {
+                let (ro, go, bo) = hue_shift(r[i] / 255.0, g[i] / 255.0, b[i] / 255.0, f);
+                out[0][i] = to_u8(ro * 255.999);
+                out[1][i] = to_u8(go * 255.999);
+                out[2][i] = to_u8(bo * 255.999);
+            }
+            store_block(chunk, &out);
+        }
     }
 }
 
@@ -308,13 +399,40 @@ fn reflect(i: isize, n: isize) -> usize {
     i as usize
 }
 
+/// Lanes of `weighted_rows`' accumulators (4 AVX2 registers): small enough to stay in registers.
+const LANES: usize = 32;
+
+/// `out[j] = sum_t k[t] * rows[t][j]`, summed from 0 in tap order (the same sums, bit for bit, as
+/// adding each tap's whole row into `out`), LANES outputs at a time so that the running sums stay
+/// in registers instead of going through memory once per tap.
+#[inline(always)]
+fn weighted_rows(k: &[f32], rows: &[&[f32]], out: &mut [f32]) {
+    let n = out.len();
+    let mut x = 0;
+    while x + LANES <= n {
+        let mut acc = [0f32; LANES];
+        for (&kv, row) in k.iter().zip(rows) {
+            for (a, s) in acc.iter_mut().zip(&row[x..x + LANES]) {
+                *a += kv * s;
+            }
+        }
+        out[x..x + LANES].copy_from_slice(&acc);
+        x += LANES;
+    }
+    for (j, o) in out.iter_mut().enumerate().skip(x) {
+        *o = k.iter().zip(rows).fold(0.0, |a, (&kv, row)| a + kv * row[j]);
+    }
+}
+
+simd_kernel! {
 /// `gaussian_blur(img, [k, k], [sigma, sigma])`: separable, reflect padding, rounded to uint8.
-/// Both passes are written as whole-row multiply-adds so the compiler vectorises them.
-pub fn gaussian_blur(px: &mut [u8], w: usize, h: usize, ksize: usize, sigma: f32) {
+/// Both passes are weighted sums of whole rows ([`weighted_rows`]), which the compiler vectorises.
+pub fn gaussian_blur / gaussian_blur_at (px: &mut [u8], w: usize, h: usize, ksize: usize, sigma: f32) {
     let k = gaussian_kernel(ksize, sigma);
     let r = ksize / 2;
     let row_len = w * 3;
-    // Horizontal pass into `tmp` (f32), through a reflect-padded copy of each row.
+    // Horizontal pass into `tmp` (f32), through a reflect-padded copy of each row: tap t reads
+    // the padded row shifted by t pixels.
     let mut padded = vec![0f32; (w + 2 * r) * 3];
     let mut tmp = vec![0f32; w * h * 3];
     for y in 0..h {
@@ -325,28 +443,22 @@ pub fn gaussian_blur(px: &mut [u8], w: usize, h: usize, ksize: usize, sigma: f32
                 chunk[c] = row[3 * sx + c] as f32;
             }
         }
-        let out = &mut tmp[y * row_len..(y + 1) * row_len];
-        for (t, &kv) in k.iter().enumerate() {
-            let src = &padded[3 * t..3 * t + row_len];
-            for (o, s) in out.iter_mut().zip(src) {
-                *o += kv * s;
-            }
-        }
+        let taps: Vec<&[f32]> = (0..ksize).map(|t| &padded[3 * t..3 * t + row_len]).collect();
+        weighted_rows(&k, &taps, &mut tmp[y * row_len..(y + 1) * row_len]);
     }
     // Vertical pass: each output row is a weighted sum of (reflected) rows of `tmp`.
     let mut acc = vec![0f32; row_len];
     for y in 0..h {
-        acc.fill(0.0);
-        for (t, &kv) in k.iter().enumerate() {
-            let sy = reflect(y as isize + t as isize - r as isize, h as isize);
-            for (a, s) in acc.iter_mut().zip(&tmp[sy * row_len..(sy + 1) * row_len]) {
-                *a += kv * s;
-            }
-        }
+        let taps: Vec<&[f32]> = (0..ksize)
+            .map(|t| reflect(y as isize + t as isize - r as isize, h as isize))
+            .map(|sy| &tmp[sy * row_len..(sy + 1) * row_len])
+            .collect();
+        weighted_rows(&k, &taps, &mut acc);
         for (o, a) in px[y * row_len..(y + 1) * row_len].iter_mut().zip(&acc) {
-            *o = a.round().clamp(0.0, 255.0) as u8;
+            *o = to_u8(a.round());
         }
     }
+}
 }
 
 /// Kernel size SimCLR uses: 10% of the side, made odd.
@@ -357,6 +469,137 @@ pub fn blur_kernel_for(side: u32) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use crate::loader::simd::{cpu_level, Level};
+
+    /// Pseudo-random bytes (xorshift), with runs of equal channels (grey pixels, maxc == minc).
+    fn pixels(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut v: Vec<u8> = (0..n * 3)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        for p in v.chunks_exact_mut(3).step_by(7) {
+            (p[1], p[2]) = (p[0], p[0]);
+        }
+        v
+    }
+
+    /// The per-pixel branching form of torchvision's HSV round trip (silt's first version).
+    fn hue_reference(p: &mut [u8], f: f32) {
+        let (r, g, b) = (p[0] as f32 / 255.0, p[1] as f32 / 255.0, p[2] as f32 / 255.0);
+        let maxc = r.max(g).max(b);
+        let minc = r.min(g).min(b);
+        let eqc = maxc == minc;
+        let cr = maxc - minc;
+        let s = cr / if eqc { 1.0 } else { maxc };
+        let div = if eqc { 1.0 } else { cr };
+        let (rc, gc, bc) = ((maxc - r) / div, (maxc - g) / div, (maxc - b) / div);
+        let h = if maxc == r { bc - gc } else if maxc == g { 2.0 + rc - bc } else { 4.0 + gc - rc };
+        let h = (h / 6.0 + 1.0).rem_euclid(1.0);
+        let h = (h + f).rem_euclid(1.0);
+        let i6 = (h * 6.0).floor();
+        let fr = h * 6.0 - i6;
+        let p_ = (maxc * (1.0 - s)).clamp(0.0, 1.0);
+        let q = (maxc * (1.0 - s * fr)).clamp(0.0, 1.0);
+        let t = (maxc * (1.0 - s * (1.0 - fr))).clamp(0.0, 1.0);
+        let v = maxc;
+        let (ro, go, bo) = match (i6 as i32).rem_euclid(6) {
+            0 => (v, t, p_),
+            1 => (q, v, p_),
+            2 => (p_, v, t),
+            3 => (p_, q, v),
+            4 => (t, p_, v),
+            _ => (v, p_, q),
+        };
+        (p[0], p[1], p[2]) = ((ro * 255.999) as u8, (go * 255.999) as u8, (bo * 255.999) as u8);
+    }
+
+    #[test]
+    fn branch_free_hue_equals_the_per_pixel_reference() {
+        for (n, f) in [(1000usize, 0.1f32), (777, -0.37), (64, 0.5), (65, -0.5), (3, 0.0)] {
+            let mut ours = pixels(n, n as u64);
+            let mut theirs = ours.clone();
+            super::adjust_hue_at(Level::Baseline, &mut ours, f);
+            theirs.chunks_exact_mut(3).for_each(|p| hue_reference(p, f));
+            assert_eq!(ours, theirs, "n = {n}, f = {f}");
+        }
+    }
+
+    /// The blur as whole-row passes, one tap at a time (silt's first version).
+    fn blur_reference(px: &mut [u8], w: usize, h: usize, ksize: usize, sigma: f32) {
+        let k = super::gaussian_kernel(ksize, sigma);
+        let r = ksize as isize / 2;
+        let at = |x: isize, n: usize| super::reflect(x, n as isize);
+        let mut tmp = vec![0f32; w * h * 3];
+        for y in 0..h {
+            for x in 0..w * 3 {
+                let (px_x, c) = (x / 3, x % 3);
+                tmp[y * w * 3 + x] = k.iter().enumerate().fold(0.0, |a, (t, kv)| a + kv * px[(y * w + at(px_x as isize + t as isize - r, w)) * 3 + c] as f32);
+            }
+        }
+        for y in 0..h {
+            for x in 0..w * 3 {
+                let a = k.iter().enumerate().fold(0.0f32, |a, (t, kv)| a + kv * tmp[at(y as isize + t as isize - r, h) * w * 3 + x]);
+                px[y * w * 3 + x] = a.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+
+    #[test]
+    fn register_blocked_blur_equals_the_tap_by_tap_reference() {
+        for (w, h, k, sigma) in [(224usize, 224usize, 23usize, 1.3f32), (96, 96, 9, 0.4), (31, 17, 23, 2.0), (5, 40, 3, 0.1)] {
+            let mut ours = pixels(w * h, (w + h) as u64);
+            let mut theirs = ours.clone();
+            super::gaussian_blur_at(Level::Baseline, &mut ours, w, h, k, sigma);
+            blur_reference(&mut theirs, w, h, k, sigma);
+            assert_eq!(ours, theirs, "{w}x{h}, k = {k}, sigma = {sigma}");
+        }
+    }
+
+    #[test]
+    fn every_simd_build_gives_the_baseline_bytes() {
+        let levels: Vec<Level> = Level::ALL.into_iter().filter(|&l| l > Level::Baseline && l <= cpu_level()).collect();
+        if levels.is_empty() {
+            println!("skipped: this CPU has neither AVX2 nor AVX-512");
+            return;
+        }
+        for level in levels {
+            for n in [1usize, 63, 64, 65, 500, 224 * 224] {
+                let src = pixels(n, 7 + n as u64);
+                type Kernel = fn(Level, &mut [u8]);
+                let kernels: [(&str, Kernel); 4] = [
+                    ("grayscale", |l, p| super::grayscale_at(l, p)),
+                    ("saturation", |l, p| super::adjust_saturation_at(l, p, 1.37)),
+                    ("hue", |l, p| super::adjust_hue_at(l, p, -0.21)),
+                    ("blur", |l, p| super::gaussian_blur_at(l, p, p.len() / 3, 1, 3, 0.8)),
+                ];
+                for (name, kernel) in kernels {
+                    let (mut a, mut b) = (src.clone(), src.clone());
+                    kernel(Level::Baseline, &mut a);
+                    kernel(level, &mut b);
+                    assert_eq!(a, b, "{name}, {n} pixels, {}", level.name());
+                }
+                let (mut m0, mut m1) = (0.0, 0.0);
+                super::gray_mean_at(Level::Baseline, &src, &mut m0);
+                super::gray_mean_at(level, &src, &mut m1);
+                assert_eq!(m0, m1, "grey mean, {n} pixels, {}", level.name());
+                let expected = src.chunks_exact(3).map(|p| super::gray_f(p[0] as f32, p[1] as f32, p[2] as f32) as u8 as f64).sum::<f64>() / n as f64;
+                assert_eq!(m1, expected as f32, "grey mean vs the f64 sum, {n} pixels");
+            }
+            for (w, h) in [(224usize, 224usize), (96, 96), (31, 17)] {
+                let src = pixels(w * h, (w * h) as u64);
+                let (mut a, mut b) = (src.clone(), src.clone());
+                super::gaussian_blur_at(Level::Baseline, &mut a, w, h, 23, 1.3);
+                super::gaussian_blur_at(level, &mut b, w, h, 23, 1.3);
+                assert_eq!(a, b, "blur {w}x{h}, {}", level.name());
+            }
+        }
+    }
+
     #[test]
     fn wrap_unit_is_rem_euclid() {
         // a dense sweep over the values hue shifts produce, and the edges

@@ -16,6 +16,7 @@ pub mod multicrop;
 pub mod presets;
 pub mod rng;
 pub mod sampler;
+pub mod simd;
 pub mod workers;
 
 pub use batch::{Batch, ViewBatch};
