@@ -140,6 +140,7 @@ fn gray_f(r: f32, g: f32, b: f32) -> f32 {
 /// `x as u8` (saturating, truncating; NaN gives 0) in a form LLVM vectorises: the saturating
 /// float-to-u8 cast is emitted one lane at a time (measured: half of `adjust_saturation`).
 #[inline(always)]
+#[allow(clippy::manual_clamp)] // clamp keeps NaN, which to_int_unchecked must not see
 fn to_u8(x: f32) -> u8 {
     // f32::max/min return the other operand for NaN, so this is in [0, 255], never NaN
     let x = x.max(0.0).min(255.0);
@@ -262,6 +263,7 @@ fn wrap_unit(x: f32) -> f32 {
 /// libm call on the baseline target, and the saturating `x as i32` is emitted one lane at a time
 /// with branches for NaN and range.
 #[inline(always)]
+#[allow(clippy::manual_clamp)] // clamp keeps NaN, which to_int_unchecked must not see
 fn trunc_small(x: f32) -> f32 {
     let x = x.max(-2.0e9).min(2.0e9);
     // SAFETY: x is finite and within i32's range (just clamped)
