@@ -3,13 +3,13 @@
 
 use silt::cluster::snapshot::{FeatureDtype, OpenMode, Snapshot, SnapshotSet, SnapshotWriter};
 use silt::cluster::ClusterError;
-use std::path::PathBuf;
+use std::path::Path;
 
 fn rows(n: usize, d: usize, offset: usize) -> Vec<f32> {
     (0..n * d).map(|i| ((i + offset * 1000) as f32 * 0.37).sin()).collect()
 }
 
-fn write(path: &PathBuf, n: usize, d: usize, rank: u32, dtype: FeatureDtype) -> Vec<f32> {
+fn write(path: &Path, n: usize, d: usize, rank: u32, dtype: FeatureDtype) -> Vec<f32> {
     let x = rows(n, d, rank as usize);
     let mut w = SnapshotWriter::create(path, d, dtype, rank, 3).unwrap();
     let ids: Vec<u64> = (0..n as u64).map(|i| rank as u64 * 1_000_000 + i).collect();

@@ -196,7 +196,7 @@ fn short_run(method: &str, extra: &[&str]) -> (Vec<f64>, Vec<(f64, f64)>) {
 fn run_on(method: &str, train_images: usize, test_images: usize, extra: &[&str]) -> (Vec<f64>, Vec<(f64, f64)>) {
     let r = train_common::short_run(method, train_images, test_images, extra);
     let (run, knn) = (&r.run, r.knn.clone());
-    let steps: Vec<(f64, f64)> = metrics(&run, "step").iter().map(|v| (v["loss"].as_f64().unwrap(), v["accuracy"].as_f64().unwrap())).collect();
+    let steps: Vec<(f64, f64)> = metrics(run, "step").iter().map(|v| (v["loss"].as_f64().unwrap(), v["accuracy"].as_f64().unwrap())).collect();
     assert!(steps.iter().all(|s| s.0.is_finite()));
     eprintln!(
         "{method} {extra:?}: {:.0} s, loss {:.3} -> {:.3}; kNN top-1 random init {:.3}, after each epoch {:?}",

@@ -145,9 +145,9 @@ struct RunFigures {
 fn run_sela(train_images: usize, test_images: usize, extra: &[&str]) -> RunFigures {
     let ShortRun { run, knn, seconds, .. } = &short_run("sela", train_images, test_images, extra);
     let (run, knn, seconds) = (run, knn.clone(), *seconds);
-    let losses: Vec<f64> = metrics(&run, "step").iter().map(|v| v["loss"].as_f64().unwrap()).collect();
+    let losses: Vec<f64> = metrics(run, "step").iter().map(|v| v["loss"].as_f64().unwrap()).collect();
     assert!(losses.iter().all(|l| l.is_finite()));
-    let clusters = metrics(&run, "cluster");
+    let clusters = metrics(run, "cluster");
     let labels = std::fs::read_to_string(run.join("pseudo_labels.tsv")).unwrap();
     assert_eq!(labels.lines().count(), train_images + 1, "pseudo_labels.tsv: a header and one line per record");
     RunFigures { knn, losses, clusters, seconds }

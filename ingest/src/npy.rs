@@ -53,7 +53,7 @@ mod tests {
         // np.save(f, np.array([7, 1000675468], dtype='<i8'))
         let mut b = b"\x93NUMPY\x01\x00".to_vec();
         let mut h = "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }".to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');

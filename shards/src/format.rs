@@ -188,7 +188,7 @@ pub fn decode_footer(path: &Path, b: &[u8], file_len: u64) -> Result<Footer> {
         .checked_mul(INDEX_ENTRY_LEN)
         .and_then(|n| n.checked_add(f.index_offset))
         .and_then(|n| n.checked_add(FOOTER_LEN));
-    if f.index_offset < HEADER_LEN || f.index_offset % ALIGN != 0 || index_end != Some(file_len) {
+    if f.index_offset < HEADER_LEN || !f.index_offset.is_multiple_of(ALIGN) || index_end != Some(file_len) {
         return Err(corrupt(
             path,
             format!(

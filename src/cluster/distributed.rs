@@ -24,7 +24,7 @@ pub(super) fn dist_err(e: crate::dist::DistError) -> ClusterError {
 /// other ranks' rows. Every rank must call it with the same configuration; every rank gets the
 /// labels and distances of *all* points, in rank order.
 pub fn distributed_kmeans(local: &[f32], d: usize, cfg: &KMeansConfig, group: &ProcessGroup) -> Result<KMeansResult> {
-    if d == 0 || local.len() % d != 0 {
+    if d == 0 || !local.len().is_multiple_of(d) {
         return Err(ClusterError::Invalid(format!("k-means: {} values is not a multiple of d = {d}", local.len())));
     }
     if cfg.init != Init::Random {

@@ -86,7 +86,7 @@ pub fn hierarchical_kmeans_with(x: &[f32], d: usize, levels: &[usize], cfg: &KMe
     if levels.is_empty() || levels.contains(&0) {
         return Err(ClusterError::Invalid(format!("hierarchical k-means: levels must be positive, got {levels:?}")));
     }
-    if d == 0 || x.len() % d != 0 {
+    if d == 0 || !x.len().is_multiple_of(d) {
         return Err(ClusterError::Invalid(format!("hierarchical k-means: {} values is not a multiple of d = {d}", x.len())));
     }
     let n = x.len() / d;

@@ -104,7 +104,7 @@ pub struct KMeansResult {
 }
 
 fn check_input(x: &[f32], d: usize, k: usize) -> Result<usize> {
-    if d == 0 || x.len() % d != 0 {
+    if d == 0 || !x.len().is_multiple_of(d) {
         return Err(ClusterError::Invalid(format!("k-means: {} values is not a multiple of d = {d}", x.len())));
     }
     let n = x.len() / d;

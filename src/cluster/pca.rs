@@ -59,7 +59,7 @@ const CHUNK_ROWS: usize = 65_536;
 impl Pca {
     /// Fits on the rows of `x` (n × d, row-major f32).
     pub fn fit(x: &[f32], d: usize, cfg: &PcaConfig) -> Result<Pca> {
-        if d == 0 || x.len() % d != 0 {
+        if d == 0 || !x.len().is_multiple_of(d) {
             return Err(ClusterError::Invalid(format!("PCA: {} values is not a multiple of d = {d}", x.len())));
         }
         let n = x.len() / d;
@@ -137,7 +137,7 @@ impl Pca {
     /// Transforms row-major f32 rows in chunks; returns n × d_out row-major f32.
     pub fn transform(&self, x: &[f32]) -> Result<Vec<f32>> {
         let (d, k) = (self.d_in(), self.d_out());
-        if x.len() % d != 0 {
+        if !x.len().is_multiple_of(d) {
             return Err(ClusterError::Invalid(format!("PCA transform: {} values is not a multiple of d = {d}", x.len())));
         }
         let mut out = Vec::with_capacity(x.len() / d * k);

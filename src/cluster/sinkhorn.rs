@@ -60,7 +60,7 @@ pub fn sela_labels(logits: &Tensor, cfg: &SinkhornConfig) -> Result<SinkhornResu
         log_r = -(&log_p_t + log_c.unsqueeze(0)).logsumexp([1i64].as_slice(), false) - ln_k;
         // c_new = (1/N) / (Pᵀ r):  over clusters k for each point i.
         let log_c_new = -(&log_p + log_r.unsqueeze(0)).logsumexp([1i64].as_slice(), false) - ln_n;
-        if it % 10 == 0 {
+        if it.is_multiple_of(10) {
             err = ((&log_c - &log_c_new).exp() - 1.0).abs().sum(Kind::Double).double_value(&[]);
         }
         log_c = log_c_new;

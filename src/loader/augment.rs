@@ -498,7 +498,7 @@ pub fn gaussian_blur / gaussian_blur_at (px: &mut [u8], w: usize, h: usize, ksiz
 /// Kernel size SimCLR uses: 10% of the side, made odd.
 pub fn blur_kernel_for(side: u32) -> usize {
     let k = (side as f64 * 0.1) as usize;
-    if k % 2 == 0 { k + 1 } else { k }.max(3)
+    if k.is_multiple_of(2) { k + 1 } else { k }.max(3)
 }
 
 #[cfg(test)]

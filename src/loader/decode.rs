@@ -222,7 +222,7 @@ fn gcd(a: i32, b: i32) -> i32 {
 }
 
 fn scaled(dim: u32, num: i32) -> u32 {
-    ((dim as u64 * num as u64 + 7) / 8) as u32
+    (dim as u64 * num as u64).div_ceil(8) as u32
 }
 
 impl TjHandle {
@@ -308,7 +308,7 @@ impl TjHandle {
         // SAFETY: `buf` holds exactly ow*oh pixels of the requested format with pitch ow*channels;
         // libjpeg-turbo writes the (scaled, cropped) image of that size.
         let rc = unsafe {
-            raw::tj3Decompress8(self.0, bytes.as_ptr(), bytes.len() as raw::size_t, buf.as_mut_ptr(), (ow as usize * channels) as i32, pf as i32)
+            raw::tj3Decompress8(self.0, bytes.as_ptr(), bytes.len() as raw::size_t, buf.as_mut_ptr(), (ow as usize * channels) as i32, pf)
         };
         if rc != 0 {
             return Err(self.error());

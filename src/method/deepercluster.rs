@@ -53,14 +53,14 @@ impl DeeperCluster {
         let c = &cfg.clustering;
         let s = c.super_classes.max(1);
         let nsc = if c.rotnet {
-            if s % 4 != 0 {
+            if !s.is_multiple_of(4) {
                 return Err(TrainError::Config(format!("deepercluster: with rotation, --super-classes ({s}) must be a multiple of 4")));
             }
             s / 4
         } else {
             s
         };
-        if c.k % nsc != 0 || c.k < nsc {
+        if !c.k.is_multiple_of(nsc) || c.k < nsc {
             return Err(TrainError::Config(format!("deepercluster: --k ({}) must be a multiple of the {nsc} super-clusters", c.k)));
         }
         let sub_k = c.k / nsc;
@@ -112,7 +112,7 @@ impl Method for DeeperCluster {
     fn begin_epoch(&mut self, ctx: &mut EpochContext, restored: bool) -> Result<SamplerKind> {
         self.epoch = ctx.epoch;
         let have = self.parents.len() as u64 == ctx.records;
-        let due = ctx.epoch % self.cfg.clustering.reassignment.max(1) == 0;
+        let due = ctx.epoch.is_multiple_of(self.cfg.clustering.reassignment.max(1));
         if !have || (due && !restored) {
             let previous = have.then(|| self.global_labels());
             let levels: Vec<usize> = [self.nsc, self.sub_k].into_iter().filter(|&l| l > 1).collect();

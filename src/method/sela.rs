@@ -164,7 +164,9 @@ impl Sela {
         if s.hc == 0 || s.ncl < 2 {
             return Err(TrainError::Config(format!("sela needs at least one head and two clusters (--hc {}, --ncl {})", s.hc, s.ncl)));
         }
-        if !(s.lambda > 0.0 && s.lambda.is_finite()) || !(s.tol > 0.0) {
+        // written so that NaN fails too
+        let valid = s.lambda > 0.0 && s.lambda.is_finite() && s.tol > 0.0;
+        if !valid {
             return Err(TrainError::Config(format!("sela: --lamb must be positive and finite (got {}), the Sinkhorn tolerance positive (got {})", s.lambda, s.tol)));
         }
         if s.augs > 3 {

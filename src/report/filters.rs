@@ -89,7 +89,7 @@ pub fn filter_images(trunk: &dyn Network, layer: usize, filters: &[i64], cfg: &A
             if cfg.blur_every > 0 && (it + 1) % cfg.blur_every == 0 {
                 if let Some(k) = &kernel {
                     let blurred = blur(&x, k);
-                    let _ = x.copy_(&blurred);
+                    x.copy_(&blurred);
                 }
             }
         });
