@@ -15,9 +15,10 @@ import argparse, json, os, subprocess, sys, tempfile, time
 import numpy as np
 
 
-def make_data(n, d, seed=0):
+def make_data(n, d, centres=None, seed=0):
+    """A Gaussian mixture: `centres` components (default n // 500, at least 100), unit noise."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((max(100, n // 500), d)).astype(np.float32) * 3
+    centres = rng.standard_normal((centres or max(100, n // 500), d)).astype(np.float32) * 3
     x = centres[rng.integers(0, len(centres), n)] + rng.standard_normal((n, d)).astype(np.float32)
     return np.ascontiguousarray(x, dtype=np.float32)
 
@@ -49,11 +50,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", action="append", help="NxDxK (repeatable; default 100000x256x1000)")
     p.add_argument("--niter", type=int, default=20)
+    p.add_argument("--centres", type=int, help="mixture components of the data (default n // 500: fewer than k, so "
+                   "k-means splits components arbitrarily and two seeds disagree; = k gives one cluster per component)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--max-points-per-centroid", type=int, default=256)
     p.add_argument("--levels", default="", help="also run hierarchical k-means with these levels, e.g. 100,100")
     p.add_argument("--device", default="cpu", help="device for silt's tch backend (cpu|cuda|auto)")
     p.add_argument("--balanced", action="store_true", help="with --levels: also run size-balanced hierarchical k-means")
+    p.add_argument("--refine", type=int, action="append", default=[],
+                   help="with --levels: also run hierarchical k-means + this many global Lloyd iterations (repeatable)")
     p.add_argument("--no-torch", action="store_true", help="skip silt's tch backend (saves one flat run)")
     p.add_argument("--second-seed", type=int, help="also run faiss from Python with this seed: how well flat "
                    "k-means agrees with itself (the reference for NMI(flat, hierarchical))")
@@ -65,7 +70,7 @@ def main():
     rows = []
     for case in a.case or ["100000x256x1000"]:
         n, d, k = (int(v) for v in case.split("x"))
-        x = make_data(n, d)
+        x = make_data(n, d, a.centres)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "x.npy")
             np.save(path, x)
@@ -89,6 +94,11 @@ def main():
                     t_b, l_b = silt(a.silt, path, os.path.join(tmp, "b"),
                                     common + ["--backend", "faiss", "--levels", a.levels, "--balanced"])
                     row.update(balanced_s=t_b, nmi_flat_vs_balanced=nmi(l_sf, l_b), size_cv_balanced=size_cv(l_b))
+                for it in a.refine:
+                    t_r, l_r = silt(a.silt, path, os.path.join(tmp, f"r{it}"),
+                                    common + ["--backend", "faiss", "--levels", a.levels, "--refine", str(it)])
+                    row.setdefault("refined", []).append(dict(iters=it, seconds=t_r, speedup_flat_over_refined=t_sf / t_r,
+                                                             nmi_flat_vs_refined=nmi(l_sf, l_r), size_cv=size_cv(l_r)))
             if a.second_seed is not None:
                 _, l_py2 = faiss_python(x, k, a.niter, a.second_seed, a.max_points_per_centroid)
                 row.update(nmi_flat_two_seeds=nmi(l_py, l_py2))
@@ -102,6 +112,9 @@ def main():
         if "hier_s" in r:
             print(f"  hierarchical {a.levels}: {r['hier_s']:.2f} s, flat/hier {r['speedup_flat_over_hier']:.1f}x, "
                   f"NMI(flat, hier) {r['nmi_flat_vs_hier']:.3f}; cluster-size cv flat {r['size_cv_flat']:.3f}, hier {r['size_cv_hier']:.3f}")
+        for f in r.get("refined", []):
+            print(f"  hierarchical {a.levels} + {f['iters']} global iterations: {f['seconds']:.2f} s, flat/this "
+                  f"{f['speedup_flat_over_refined']:.1f}x, NMI(flat, this) {f['nmi_flat_vs_refined']:.3f}, cluster-size cv {f['size_cv']:.3f}")
         if "balanced_s" in r:
             print(f"  balanced {a.levels}: {r['balanced_s']:.2f} s, NMI(flat, balanced) {r['nmi_flat_vs_balanced']:.3f}, "
                   f"cluster-size cv {r['size_cv_balanced']:.3f}")

@@ -59,6 +59,25 @@ fn cluster_npy_features_then_score_them() {
     let l0 = NpyFile::open(&out2.join("level0_labels.npy")).unwrap().to_i64().unwrap();
     let l1 = NpyFile::open(&out2.join("level1_labels.npy")).unwrap().to_i64().unwrap();
     assert!(l0.iter().zip(&l1).all(|(a, b)| b / 4 == *a));
+
+    // --refine: the final labels are refined, the level files keep the hierarchy
+    let out3 = dir.path().join("refined");
+    let o = silt()
+        .args(["cluster", "--features"])
+        .arg(&feats)
+        .args(["--levels", "3,4", "--refine", "2", "--backend", "faiss", "--pca-load"])
+        .arg(out.join("pca.safetensors"))
+        .arg("--out")
+        .arg(&out3)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out3.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["refine"], 2);
+    assert_eq!(NpyFile::open(&out3.join("level1_labels.npy")).unwrap().to_i64().unwrap(), l1);
+    let refined = NpyFile::open(&out3.join("labels.npy")).unwrap().to_i64().unwrap();
+    assert_eq!(refined.len(), l1.len());
+    assert!(refined.iter().all(|l| (0..12).contains(l)));
 }
 
 #[test]

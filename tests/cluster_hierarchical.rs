@@ -10,6 +10,7 @@ use silt::cluster::kmeans::{kmeans, Backend, Init, KMeansConfig};
 use silt::cluster::metrics;
 use silt::cluster::npy::NpyFile;
 use silt::cluster::pca::{Pca, PcaConfig};
+use silt::cluster::refine::refine;
 
 #[test]
 fn two_levels_are_consistent_and_agree_with_flat() {
@@ -38,6 +39,14 @@ fn two_levels_are_consistent_and_agree_with_flat() {
     assert!(agree > 0.85 * baseline, "{agree} vs {baseline}");
     assert!(ratio < 1.15, "{ratio}");
     assert!(nmi_truth > 0.4, "{nmi_truth}");
+
+    // A few global Lloyd iterations let points leave their parent: lower inertia, closer to flat.
+    let alive = vec![true; 100];
+    let r = refine(&f, d, &h.centroids[1], &alive, 3, Backend::Faiss, tch::Device::Cpu).unwrap();
+    let agree_refined = metrics::nmi(&flat.labels, &r.labels).unwrap();
+    println!("  + 3 global iterations: NMI to flat {agree_refined:.4}, inertia / flat {:.4}", r.inertia / flat.inertia);
+    assert!(r.inertia < h.inertia, "{} vs {}", r.inertia, h.inertia);
+    assert!(agree_refined > agree, "{agree_refined} vs {agree}");
 
     // Written as mmap-able arrays, read back unchanged.
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ use crate::cluster::kmeans::{best_device, kmeans, Backend, EmptyClusterPolicy, I
 use crate::cluster::metrics;
 use crate::cluster::npy::{self, NpyFile};
 use crate::cluster::pca::{Pca, PcaConfig};
+use crate::cluster::refine::refine;
 use crate::cluster::snapshot::{OpenMode, SnapshotSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -95,6 +96,12 @@ pub struct RunArgs {
     /// points) instead of the same number per parent; labels numbered consecutively.
     #[arg(long, requires = "levels")]
     pub balanced: bool,
+    /// With --levels: then this many Lloyd iterations over all final clusters at once (each one
+    /// flat assignment), so that points can leave their parent cluster: closer to flat k-means.
+    /// The final labels and centroids are the refined ones; the per-level files keep the
+    /// hierarchy as it was before.
+    #[arg(long, default_value_t = 0, requires = "levels")]
+    pub refine: usize,
     /// PCA output dimension, with whitening and L2 normalisation (DeepCluster: 256); 0 = none.
     #[arg(long, default_value_t = 256)]
     pub pca: usize,
@@ -280,7 +287,19 @@ impl RunArgs {
             let k_total = h.total_clusters();
             let labels = h.final_labels().to_vec();
             let centroids = h.centroids.last().cloned().unwrap_or_default();
-            (labels, centroids, k_total, h.inertia, Vec::new())
+            if self.refine > 0 {
+                let mut alive = vec![false; k_total];
+                for &l in &labels {
+                    if let Some(a) = usize::try_from(l).ok().and_then(|l| alive.get_mut(l)) {
+                        *a = true;
+                    }
+                }
+                timings.insert("hierarchical_s".into(), json!(t.elapsed().as_secs_f64()));
+                let r = refine(&x, d, &centroids, &alive, self.refine, backend, device)?;
+                (r.labels, r.centroids, k_total, r.inertia, Vec::new())
+            } else {
+                (labels, centroids, k_total, h.inertia, Vec::new())
+            }
         };
         timings.insert("kmeans_s".into(), json!(t.elapsed().as_secs_f64()));
         if launch.rank != 0 {
@@ -290,7 +309,7 @@ impl RunArgs {
         assign::write_flat(dir, &ids, &labels, &centroids, d)?;
         let sizes = metrics::size_summary(&metrics::cluster_sizes(&labels, k_total)?);
         let report = json!({
-            "points": n, "dim": d, "clusters": k_total, "levels": self.levels, "balanced": self.balanced,
+            "points": n, "dim": d, "clusters": k_total, "levels": self.levels, "balanced": self.balanced, "refine": self.refine,
             "backend": if group.is_some() && self.levels.is_empty() { json!("torch-distributed") } else { json!(backend) },
             "ranks": launch.world, "device": format!("{device:?}"),
             "inertia": inertia, "objective": objective, "sizes": sizes, "timings": timings,

@@ -15,6 +15,7 @@ pub mod kmeans;
 pub mod metrics;
 pub mod npy;
 pub mod pca;
+pub mod refine;
 pub mod rng;
 pub mod sinkhorn;
 pub mod snapshot;
