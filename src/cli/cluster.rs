@@ -295,6 +295,7 @@ impl RunArgs {
                     }
                 }
                 timings.insert("hierarchical_s".into(), json!(t.elapsed().as_secs_f64()));
+                tracing::info!("refining: {} global iterations over {} clusters", self.refine, alive.iter().filter(|&&a| a).count());
                 let r = refine(&x, d, &centroids, &alive, self.refine, backend, device)?;
                 (r.labels, r.centroids, k_total, r.inertia, Vec::new())
             } else {
