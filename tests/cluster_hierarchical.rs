@@ -42,7 +42,7 @@ fn two_levels_are_consistent_and_agree_with_flat() {
 
     // A few global Lloyd iterations let points leave their parent: lower inertia, closer to flat.
     let alive = vec![true; 100];
-    let r = refine(&f, d, &h.centroids[1], &alive, 3, Backend::Faiss, tch::Device::Cpu).unwrap();
+    let r = refine(&f, d, &h.centroids[1], &alive, 3, Backend::Faiss, &cfg).unwrap();
     let agree_refined = metrics::nmi(&flat.labels, &r.labels).unwrap();
     println!("  + 3 global iterations: NMI to flat {agree_refined:.4}, inertia / flat {:.4}", r.inertia / flat.inertia);
     assert!(r.inertia < h.inertia, "{} vs {}", r.inertia, h.inertia);

@@ -9,7 +9,7 @@
 
 use anyhow::Context;
 use silt_ingest::transform::{decode_rgb, target_size};
-use silt_ingest::validate::{validate, CheckLevel, ValidateOptions};
+use silt_ingest::validate::{validate, ValidateOptions};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         .map(|p| Ok((p.to_string_lossy().into_owned(), std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)))
         .collect::<anyhow::Result<_>>()?;
     // silt ingest's defaults
-    let opts = ValidateOptions { check: CheckLevel::Header, max_pixels: 89_478_485, allow_format_mismatch: false };
+    let opts = ValidateOptions::default();
 
     let start = Instant::now();
     let (mut images, mut encoded) = (0usize, 0usize);

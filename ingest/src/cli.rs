@@ -145,7 +145,7 @@ pub struct CommonArgs {
     #[arg(long, value_enum, default_value_t = CheckLevel::Header)]
     pub check: CheckLevel,
     /// Images with more pixels are quarantined before decoding (decompression bombs).
-    #[arg(long, default_value_t = 89_478_485)]
+    #[arg(long, default_value_t = crate::validate::DEFAULT_MAX_PIXELS)]
     pub max_pixels: u64,
     /// Keep images whose content is another format than their extension says (PNG named .jpg).
     #[arg(long)]

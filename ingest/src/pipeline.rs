@@ -98,11 +98,7 @@ impl Default for Options {
             fetch_concurrency: 64,
             cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             retry: RetryPolicy::default(),
-            validate: ValidateOptions {
-                check: crate::validate::CheckLevel::Header,
-                max_pixels: 89_478_485,
-                allow_format_mismatch: false,
-            },
+            validate: ValidateOptions::default(),
             max_bytes: 64 << 20,
             shard_bytes: 256 << 20,
             shard_records: None,

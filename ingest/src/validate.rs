@@ -27,6 +27,16 @@ pub struct ValidateOptions {
     pub allow_format_mismatch: bool,
 }
 
+/// `--max-pixels`' default: Pillow's `MAX_IMAGE_PIXELS` (a 1 GiB RGBA image / 4 / 3).
+pub const DEFAULT_MAX_PIXELS: u64 = 89_478_485;
+
+impl Default for ValidateOptions {
+    /// `silt ingest`'s defaults: header check, [`DEFAULT_MAX_PIXELS`], no format mismatch.
+    fn default() -> Self {
+        ValidateOptions { check: CheckLevel::Header, max_pixels: DEFAULT_MAX_PIXELS, allow_format_mismatch: false }
+    }
+}
+
 /// What validation learnt about an accepted image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageInfo {

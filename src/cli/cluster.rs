@@ -285,21 +285,20 @@ impl RunArgs {
                 assign::write_level(dir, l, lab, cen, d)?;
             }
             let k_total = h.total_clusters();
-            let labels = h.final_labels().to_vec();
-            let centroids = h.centroids.last().cloned().unwrap_or_default();
+            let centroids = h.centroids.last().map(Vec::as_slice).unwrap_or_default();
             if self.refine > 0 {
                 let mut alive = vec![false; k_total];
-                for &l in &labels {
+                for &l in h.final_labels() {
                     if let Some(a) = usize::try_from(l).ok().and_then(|l| alive.get_mut(l)) {
                         *a = true;
                     }
                 }
                 timings.insert("hierarchical_s".into(), json!(t.elapsed().as_secs_f64()));
                 tracing::info!("refining: {} global iterations over {} clusters", self.refine, alive.iter().filter(|&&a| a).count());
-                let r = refine(&x, d, &centroids, &alive, self.refine, backend, device)?;
+                let r = refine(&x, d, centroids, &alive, self.refine, backend, &cfg)?;
                 (r.labels, r.centroids, k_total, r.inertia, Vec::new())
             } else {
-                (labels, centroids, k_total, h.inertia, Vec::new())
+                (h.final_labels().to_vec(), centroids.to_vec(), k_total, h.inertia, Vec::new())
             }
         };
         timings.insert("kmeans_s".into(), json!(t.elapsed().as_secs_f64()));

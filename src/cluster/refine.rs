@@ -4,7 +4,7 @@
 //! global iteration costs one flat assignment (a `niter`-th of flat k-means) and lets it move.
 
 use super::error::{ClusterError, Result};
-use super::kmeans::{faiss_assign, torch_assign, Backend};
+use super::kmeans::{faiss_assign, torch_assign, Backend, KMeansConfig};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone)]
@@ -20,7 +20,8 @@ pub struct Refined {
 /// `iters` rounds of: assign every point of `x` (n × d) to its nearest centroid among the rows of
 /// `centroids` whose `alive` flag is set, then move each centroid to the mean of its points (a
 /// cluster that receives none keeps its centroid). The labels are those of the last assignment.
-pub fn refine(x: &[f32], d: usize, centroids: &[f32], alive: &[bool], iters: usize, backend: Backend, device: Device) -> Result<Refined> {
+/// The torch backend runs on `cfg.device` in blocks of `cfg.chunk_rows`.
+pub fn refine(x: &[f32], d: usize, centroids: &[f32], alive: &[bool], iters: usize, backend: Backend, cfg: &KMeansConfig) -> Result<Refined> {
     if d == 0 || !x.len().is_multiple_of(d) || centroids.len() != alive.len() * d {
         return Err(ClusterError::Invalid(format!(
             "refine: {} values, {} centroid values for {} clusters, d = {d}",
@@ -35,7 +36,7 @@ pub fn refine(x: &[f32], d: usize, centroids: &[f32], alive: &[bool], iters: usi
     }
     let mut centroids = centroids.to_vec();
     let x_tensor = match backend {
-        Backend::Torch => Some(Tensor::from_slice(x).view([-1, d as i64]).to_device(device)),
+        Backend::Torch => Some(Tensor::from_slice(x).view([-1, d as i64]).to_device(cfg.device)),
         Backend::Faiss => None,
     };
     let mut refined = Refined { labels: Vec::new(), centroids: Vec::new(), inertia: 0.0 };
@@ -45,8 +46,8 @@ pub fn refine(x: &[f32], d: usize, centroids: &[f32], alive: &[bool], iters: usi
         let (compact, dists) = match &x_tensor {
             None => faiss_assign(x, d, &live)?,
             Some(xt) => {
-                let c = Tensor::from_slice(&live).view([-1, d as i64]).to_device(device);
-                let (l, dist) = torch_assign(xt, &c, 16_384);
+                let c = Tensor::from_slice(&live).view([-1, d as i64]).to_device(cfg.device);
+                let (l, dist) = torch_assign(xt, &c, cfg.chunk_rows);
                 (Vec::try_from(&l.to_device(Device::Cpu))?, Vec::try_from(&dist.to_device(Device::Cpu).to_kind(Kind::Float))?)
             }
         };
@@ -89,7 +90,7 @@ mod tests {
         let centroids = [0.5f32, 0.0, 10.5];
         let alive = [true, false, true];
         for backend in [Backend::Faiss, Backend::Torch] {
-            let r = refine(&x, 1, &centroids, &alive, 2, backend, Device::Cpu).unwrap();
+            let r = refine(&x, 1, &centroids, &alive, 2, backend, &KMeansConfig::default()).unwrap();
             assert_eq!(r.labels, vec![0, 0, 2, 2, 2], "{backend:?}");
             assert_eq!(r.centroids, vec![0.5, 0.0, 9.0], "{backend:?}");
             // last assignment against (0.5, 9): 0.25 + 0.25 + 9 + 1 + 4
